@@ -1,0 +1,74 @@
+//! Capture of per-layer hidden states from pretrained models.
+//!
+//! [`capture`] ties the pieces together: a [`weights::GgufWeights`] file
+//! gives a [`config::DecoderConfig`], a [`tokenizer::ModelTokenizer`] and a
+//! [`decoder::Decoder`]; stimuli are tokenized, grouped into
+//! [`batch::Batch`]es, run through the decoder, pooled, and written to a run
+//! directory ([`rundir`]) that `compare` reads back.
+
+pub mod batch;
+pub mod config;
+pub mod decoder;
+pub mod rundir;
+pub mod tokenizer;
+pub mod weights;
+
+mod run;
+
+use std::path::PathBuf;
+
+pub use batch::{Padding, Pooling};
+pub use decoder::{Decoder, Tap};
+pub use run::{capture, CaptureOptions, CaptureSummary};
+pub use rundir::{Manifest, Run};
+pub use weights::WeightMode;
+
+/// Errors of loading a model, capturing, or reading a run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model file {path} is invalid: {message}")]
+    InvalidModelFile { path: PathBuf, message: String },
+    #[error("unsupported architecture {arch:?}; supported: {supported}")]
+    UnsupportedArch {
+        arch: String,
+        supported: &'static str,
+    },
+    #[error("{file}: metadata key {key} is missing; the file is not a complete model description")]
+    MissingConfigKey { file: String, key: String },
+    #[error("{file}: invalid model configuration: {message}")]
+    InvalidConfig { file: String, message: String },
+    #[error("{path}: tensor {name} is missing; the file is truncated or not a supported model")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor {name} has shape {actual:?}, expected {expected:?} (0 = any)")]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("the model was loaded without its LM head; load it for interventions")]
+    NoLmHead,
+    #[error("{path} is not a complete run directory: {message}")]
+    NotARun { path: PathBuf, message: String },
+    #[error(
+        "output {path} already exists; pass --overwrite to replace it or choose another --out"
+    )]
+    OutputExists { path: PathBuf },
+    #[error("{path} holds an unfinished capture with different settings ({message}); delete it or rerun with the original settings")]
+    ResumeMismatch { path: PathBuf, message: String },
+    #[error("stimulus {id:?} has no tokens after tokenization; remove it or give it text")]
+    EmptyTokens { id: String },
+    #[error(transparent)]
+    Stimuli(#[from] crate::stimuli::StimuliError),
+    #[error(transparent)]
+    Tokenizer(#[from] tokenizer::TokenizerError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("cannot write {path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+}

@@ -1,0 +1,576 @@
+//! The capture job: stimuli in, run directory out, resumable by batch.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use log::{debug, info, warn};
+use serde::{Deserialize, Serialize};
+
+use super::batch::{plan_batches, pool, Batch, Padding, Pooled, Pooling};
+use super::decoder::{Decoder, Hidden, Tap};
+use super::rundir::{
+    self, F32Tensor, I64Tensor, Manifest, MappedSafetensors, ModelSource, StimuliInfo,
+    StreamingWriter, WeightFile,
+};
+use super::tokenizer::ModelTokenizer;
+use super::weights::{GgufWeights, WeightMode};
+use super::CaptureError;
+use crate::stimuli::{file_sha256, StimulusSet};
+
+/// Settings of one capture.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// A GGUF file.
+    pub model: PathBuf,
+    /// Short name for tables and figures; defaults to the file stem.
+    pub model_name: Option<String>,
+    pub stimuli: PathBuf,
+    pub limit: Option<usize>,
+    pub out: PathBuf,
+    pub pooling: Pooling,
+    pub padding: Padding,
+    pub weight_mode: WeightMode,
+    /// Extra taps besides `resid_post`.
+    pub taps: Vec<Tap>,
+    /// Padded token slots per batch.
+    pub max_batch_tokens: usize,
+    pub max_batch_rows: usize,
+    /// Truncate stimuli to this many tokens (also capped by the context).
+    pub max_tokens: Option<usize>,
+    pub overwrite: bool,
+    /// Draw a progress bar on stderr (only shown when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a finished capture reports.
+#[derive(Debug, Clone)]
+pub struct CaptureSummary {
+    pub out: PathBuf,
+    pub n_stimuli: usize,
+    pub total_tokens: usize,
+    pub n_truncated: usize,
+    pub forward_seconds: f64,
+    pub tokens_per_second: f64,
+    pub resumed_batches: usize,
+}
+
+/// Everything that must match for an unfinished capture to be resumed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Plan {
+    model_sha256: String,
+    stimuli_set_sha256: String,
+    pooling: String,
+    padding: String,
+    weight_mode: String,
+    taps: Vec<String>,
+    batches: Vec<Vec<usize>>,
+}
+
+const PLAN: &str = "plan.json";
+
+/// Runs a capture and writes the run directory `opts.out`.
+pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
+    if opts.out.exists() && !opts.overwrite {
+        return Err(CaptureError::OutputExists {
+            path: opts.out.clone(),
+        });
+    }
+    let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
+    info!("{} stimuli from {}", stimuli.len(), opts.stimuli.display());
+
+    let device = Device::Cpu;
+    let mut weights = GgufWeights::open(&opts.model, opts.weight_mode, &device)?;
+    let tokenizer = ModelTokenizer::from_gguf(weights.content())?;
+    let config = super::config::DecoderConfig::from_gguf(
+        weights.content(),
+        &opts.model.display().to_string(),
+    )?;
+    let model_sha256 = file_sha256(&opts.model).map_err(|source| CaptureError::Io {
+        path: opts.model.clone(),
+        source,
+    })?;
+    debug!("model {} sha256 {model_sha256}", opts.model.display());
+
+    // Tokenize everything first: lengths decide the batches.
+    let limit = opts
+        .max_tokens
+        .unwrap_or(usize::MAX)
+        .min(config.max_position_embeddings);
+    let mut n_truncated = 0;
+    let mut tokens = Vec::with_capacity(stimuli.len());
+    for s in &stimuli.stimuli {
+        let mut ids = tokenizer.encode(&s.text)?;
+        if ids.is_empty() {
+            return Err(CaptureError::EmptyTokens { id: s.id.clone() });
+        }
+        if ids.len() > limit {
+            warn!(
+                "stimulus {:?}: {} tokens truncated to {limit}",
+                s.id,
+                ids.len()
+            );
+            ids.truncate(limit);
+            n_truncated += 1;
+        }
+        tokens.push(ids);
+    }
+    let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
+    let total_tokens: usize = lengths.iter().sum();
+    let batches = plan_batches(&lengths, opts.max_batch_tokens, opts.max_batch_rows);
+    info!(
+        "{total_tokens} tokens in {} batches (at most {} padded slots or {} rows each), {:?} padding",
+        batches.len(),
+        opts.max_batch_tokens,
+        opts.max_batch_rows,
+        opts.padding
+    );
+
+    let mut taps = vec![Tap::ResidPost];
+    taps.extend(opts.taps.iter().copied().filter(|t| *t != Tap::ResidPost));
+    taps.sort();
+    taps.dedup();
+    let plan = Plan {
+        model_sha256: model_sha256.clone(),
+        stimuli_set_sha256: stimuli.set_sha256(),
+        pooling: enum_name(&opts.pooling),
+        padding: enum_name(&opts.padding),
+        weight_mode: enum_name(&opts.weight_mode),
+        taps: taps.iter().map(enum_name).collect(),
+        batches: batches.clone(),
+    };
+    let partial = partial_dir(&opts.out);
+    let resumed = prepare_partial(&partial, &plan)?;
+
+    let decoder = Decoder::from_gguf(&mut weights, false)?;
+    info!(
+        "loaded {} ({}, {} blocks, d_model {}) with {:?} weights",
+        opts.model.display(),
+        config.arch.name(),
+        config.num_hidden_layers,
+        config.hidden_size,
+        opts.weight_mode
+    );
+
+    let pad_id = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
+    let bar = progress_bar(opts.progress, total_tokens as u64);
+    let started = Instant::now();
+    let mut forward_tokens = 0usize;
+    for (b, rows) in batches.iter().enumerate() {
+        let chunk = chunk_path(&partial, b);
+        let batch_tokens: usize = rows.iter().map(|&r| lengths[r]).sum();
+        if chunk.exists() {
+            bar.inc(batch_tokens as u64);
+            continue;
+        }
+        let seqs: Vec<(usize, &[u32])> = rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
+        let batch = Batch::new(&seqs, pad_id, opts.padding, |id| tokenizer.is_special(id));
+        let hidden =
+            decoder.forward(&batch, &(0..decoder.n_layers()).collect::<Vec<_>>(), &taps)?;
+        write_chunk(&chunk, &batch, &hidden, opts.pooling)?;
+        forward_tokens += batch_tokens;
+        bar.inc(batch_tokens as u64);
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{:.0} tokens/s", forward_tokens as f64 / secs));
+    }
+    bar.finish_and_clear();
+    let forward_seconds = started.elapsed().as_secs_f64();
+    let tokens_per_second = if forward_tokens > 0 {
+        forward_tokens as f64 / forward_seconds
+    } else {
+        0.0
+    };
+    info!("forward: {forward_tokens} tokens in {forward_seconds:.1} s ({tokens_per_second:.0} tokens/s)");
+
+    let n_layers = decoder.n_layers();
+    let names = tensor_names(n_layers, &taps);
+    assemble(
+        &partial,
+        &batches,
+        &names,
+        &lengths,
+        opts.pooling,
+        config.hidden_size,
+    )?;
+    write_stimuli_table(&partial.join(rundir::STIMULI), &stimuli, &lengths)?;
+
+    let manifest = Manifest {
+        format: "repatlas-run/1".into(),
+        tool_version: crate::version().into(),
+        model_name: opts
+            .model_name
+            .clone()
+            .unwrap_or_else(|| model_stem(&opts.model)),
+        source: ModelSource {
+            kind: "gguf".into(),
+            path: opts.model.display().to_string(),
+            hub_id: None,
+            revision: None,
+            files: vec![WeightFile {
+                path: opts.model.display().to_string(),
+                bytes: fs::metadata(&opts.model).map(|m| m.len()).unwrap_or(0),
+                sha256: model_sha256,
+            }],
+        },
+        architecture: config.arch.name().into(),
+        n_blocks: n_layers,
+        d_model: config.hidden_size,
+        dtype: "f32".into(),
+        quantization: quantization_summary(weights.content()),
+        weight_mode: enum_name(&opts.weight_mode),
+        pooling: enum_name(&opts.pooling),
+        padding: enum_name(&opts.padding),
+        taps: plan.taps.clone(),
+        stimuli: StimuliInfo {
+            file: opts.stimuli.display().to_string(),
+            file_sha256: stimuli.file_sha256.clone(),
+            set_sha256: plan.stimuli_set_sha256.clone(),
+            n_stimuli: stimuli.len(),
+        },
+        tokenizer: serde_json::to_value(tokenizer.settings()).unwrap_or_default(),
+        layer_names: rundir::layer_names(n_layers),
+        total_tokens,
+        max_tokens: opts.max_tokens,
+        n_truncated,
+        config: serde_json::to_value(&config).unwrap_or_default(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    rundir::write_atomic(&partial.join(rundir::MANIFEST), &json)?;
+    finalize(&partial, &opts.out)?;
+    info!("wrote {}", opts.out.display());
+
+    Ok(CaptureSummary {
+        out: opts.out.clone(),
+        n_stimuli: stimuli.len(),
+        total_tokens,
+        n_truncated,
+        forward_seconds,
+        tokens_per_second,
+        resumed_batches: resumed,
+    })
+}
+
+fn enum_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn model_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// `<out>.partial`, the working folder of an unfinished capture.
+pub fn partial_dir(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+fn chunk_path(partial: &Path, batch: usize) -> PathBuf {
+    partial
+        .join("chunks")
+        .join(format!("{batch:05}.safetensors"))
+}
+
+/// Creates the working folder, or checks that an existing one was made with
+/// the same plan. Returns the number of batches already done.
+fn prepare_partial(partial: &Path, plan: &Plan) -> Result<usize, CaptureError> {
+    let plan_path = partial.join(PLAN);
+    let io = |path: &Path, source| CaptureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if plan_path.is_file() {
+        let bytes = fs::read(&plan_path).map_err(|e| io(&plan_path, e))?;
+        let old: Plan =
+            serde_json::from_slice(&bytes).map_err(|e| CaptureError::ResumeMismatch {
+                path: partial.to_path_buf(),
+                message: format!("unreadable {PLAN}: {e}"),
+            })?;
+        if old != *plan {
+            return Err(CaptureError::ResumeMismatch {
+                path: partial.to_path_buf(),
+                message: describe_plan_change(&old, plan),
+            });
+        }
+        let done = fs::read_dir(partial.join("chunks"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+                    .count()
+            })
+            .unwrap_or(0);
+        info!(
+            "resuming {}: {done} of {} batches already done",
+            partial.display(),
+            plan.batches.len()
+        );
+        return Ok(done);
+    }
+    if partial.exists() {
+        fs::remove_dir_all(partial).map_err(|e| io(partial, e))?;
+    }
+    fs::create_dir_all(partial.join("chunks")).map_err(|e| io(partial, e))?;
+    let json = serde_json::to_vec_pretty(plan).expect("plan serialises");
+    rundir::write_atomic(&plan_path, &json)?;
+    Ok(0)
+}
+
+fn describe_plan_change(old: &Plan, new: &Plan) -> String {
+    let mut diffs = Vec::new();
+    if old.model_sha256 != new.model_sha256 {
+        diffs.push("model file");
+    }
+    if old.stimuli_set_sha256 != new.stimuli_set_sha256 {
+        diffs.push("stimuli");
+    }
+    if old.pooling != new.pooling {
+        diffs.push("pooling");
+    }
+    if old.padding != new.padding {
+        diffs.push("padding");
+    }
+    if old.weight_mode != new.weight_mode {
+        diffs.push("weight mode");
+    }
+    if old.taps != new.taps {
+        diffs.push("taps");
+    }
+    if old.batches != new.batches {
+        diffs.push("batch plan (token budget, rows or --max-tokens)");
+    }
+    format!("changed: {}", diffs.join(", "))
+}
+
+/// Names of the stored tensors, in file order.
+fn tensor_names(n_blocks: usize, taps: &[Tap]) -> Vec<String> {
+    let mut names: Vec<String> = (0..=n_blocks).map(|i| format!("hidden.{i}")).collect();
+    names.push("final_norm".into());
+    for tap in taps {
+        let prefix = match tap {
+            Tap::ResidPost => continue,
+            Tap::ResidMid => "resid_mid",
+            Tap::AttnOut => "attn_out",
+            Tap::MlpOut => "mlp_out",
+        };
+        names.extend((1..=n_blocks).map(|i| format!("{prefix}.{i}")));
+    }
+    names
+}
+
+/// The tensors of one batch keyed by stored name.
+fn named_tensors(hidden: &Hidden) -> Vec<(String, &Tensor)> {
+    let mut out: Vec<(String, &Tensor)> = hidden
+        .resid_post
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("hidden.{i}"), t))
+        .collect();
+    out.push(("final_norm".into(), &hidden.final_norm));
+    for (prefix, list) in [
+        ("resid_mid", &hidden.resid_mid),
+        ("attn_out", &hidden.attn_out),
+        ("mlp_out", &hidden.mlp_out),
+    ] {
+        out.extend(
+            list.iter()
+                .enumerate()
+                .map(|(i, t)| (format!("{prefix}.{}", i + 1), t)),
+        );
+    }
+    out
+}
+
+fn write_chunk(
+    path: &Path,
+    batch: &Batch,
+    hidden: &Hidden,
+    pooling: Pooling,
+) -> Result<(), CaptureError> {
+    let mut pooled = Vec::new();
+    for (name, tensor) in named_tensors(hidden) {
+        let d = tensor.dims3()?.2;
+        let (rows, data) = match pool(tensor, batch, pooling)? {
+            Pooled::PerStimulus(v) => (batch.size(), v),
+            Pooled::PerToken(rows) => (batch.n_tokens(), rows.concat()),
+        };
+        pooled.push((name, vec![rows, d], data));
+    }
+    let f32s: Vec<F32Tensor> = pooled
+        .iter()
+        .map(|(name, shape, data)| F32Tensor {
+            name: name.clone(),
+            shape: shape.clone(),
+            data,
+        })
+        .collect();
+    let rows: Vec<i64> = batch.rows.iter().map(|&r| r as i64).collect();
+    let lengths: Vec<i64> = batch.lengths.iter().map(|&l| l as i64).collect();
+    let i64s = [
+        I64Tensor {
+            name: "rows".into(),
+            data: &rows,
+        },
+        I64Tensor {
+            name: "lengths".into(),
+            data: &lengths,
+        },
+    ];
+    rundir::write_safetensors(path, &f32s, &i64s, None)
+}
+
+/// Builds `activations.safetensors` from the chunks, one tensor at a time,
+/// with rows in stimulus order.
+fn assemble(
+    partial: &Path,
+    batches: &[Vec<usize>],
+    names: &[String],
+    lengths: &[usize],
+    pooling: Pooling,
+    d: usize,
+) -> Result<(), CaptureError> {
+    let chunks: Vec<MappedSafetensors> = (0..batches.len())
+        .map(|b| MappedSafetensors::open(&chunk_path(partial, b)))
+        .collect::<Result<_, _>>()?;
+    let n = lengths.len();
+    let per_token = pooling == Pooling::All;
+    let mut offsets = vec![0i64; n + 1];
+    for i in 0..n {
+        offsets[i + 1] = offsets[i] + lengths[i] as i64;
+    }
+    let rows_total = if per_token { offsets[n] as usize } else { n };
+    let specs: Vec<(String, Vec<usize>)> = names
+        .iter()
+        .map(|s| (s.clone(), vec![rows_total, d]))
+        .collect();
+    let i64_specs: Vec<(String, usize)> = if per_token {
+        vec![("offsets".into(), n + 1)]
+    } else {
+        vec![]
+    };
+    let path = partial.join(rundir::ACTIVATIONS);
+    let mut writer = StreamingWriter::create(&path, &specs, &i64_specs)?;
+    let mut buffer = vec![0f32; rows_total * d];
+    for name in names {
+        for (chunk, rows) in chunks.iter().zip(batches) {
+            let (_, data) = chunk.f32_data(name)?;
+            let mut src = 0usize;
+            for &r in rows {
+                let (start, count) = if per_token {
+                    (offsets[r] as usize, lengths[r])
+                } else {
+                    (r, 1)
+                };
+                let len = count * d;
+                buffer[start * d..start * d + len].copy_from_slice(&data[src..src + len]);
+                src += len;
+            }
+        }
+        writer.write_f32(name, &buffer)?;
+    }
+    if per_token {
+        writer.write_i64("offsets", &offsets)?;
+    }
+    writer.finish()
+}
+
+fn write_stimuli_table(
+    path: &Path,
+    stimuli: &StimulusSet,
+    lengths: &[usize],
+) -> Result<(), CaptureError> {
+    use polars::prelude::*;
+    let col = |name: &str, values: Vec<String>| Column::new(name.into(), values);
+    let ids = stimuli.stimuli.iter().map(|s| s.id.clone()).collect();
+    let cats = stimuli.stimuli.iter().map(|s| s.category.clone()).collect();
+    let texts = stimuli.stimuli.iter().map(|s| s.text.clone()).collect();
+    let n_tokens: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
+    let err = |e: PolarsError| CaptureError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut df = DataFrame::new(
+        stimuli.len(),
+        vec![
+            col("id", ids),
+            col("category", cats),
+            col("text", texts),
+            Column::new("n_tokens".into(), n_tokens),
+        ],
+    )
+    .map_err(err)?;
+    let tmp = rundir::tmp_path(path);
+    let file = fs::File::create(&tmp).map_err(|source| CaptureError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetWriter::new(file).finish(&mut df).map_err(err)?;
+    fs::rename(&tmp, path).map_err(|source| CaptureError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Removes the chunks and moves the finished folder into place.
+fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
+    let io = |path: &Path, source| CaptureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::remove_dir_all(partial.join("chunks")).map_err(|e| io(partial, e))?;
+    fs::remove_file(partial.join(PLAN)).map_err(|e| io(partial, e))?;
+    if out.exists() {
+        // Replace an old run only once the new one is complete.
+        let mut old = out.file_name().unwrap_or_default().to_os_string();
+        old.push(".old");
+        let old = out.with_file_name(old);
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        }
+        fs::rename(out, &old).map_err(|e| io(out, e))?;
+        fs::rename(partial, out).map_err(|e| io(out, e))?;
+        fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    } else {
+        fs::rename(partial, out).map_err(|e| io(out, e))?;
+    }
+    Ok(())
+}
+
+/// GGUF tensor types present in the file, most frequent first.
+fn quantization_summary(content: &candle_core::quantized::gguf_file::Content) -> String {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for info in content.tensor_infos.values() {
+        *counts.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
+    }
+    let mut list: Vec<(String, usize)> = counts.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    list.into_iter()
+        .map(|(k, _)| k)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    let target = if enabled {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} capture [{bar:30}] {pos}/{len} tokens {msg} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,340 @@
+//! Argument parsing (clap) and validation into library options.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use log::info;
+
+use repatlas::capture::{self, CaptureOptions, Padding, Pooling, Tap, WeightMode};
+use repatlas::compare::{self, CompareOptions, TapChoice};
+use repatlas::metrics::{GridOptions, MetricSpec};
+use repatlas::{demo, plot, results};
+
+#[derive(Parser)]
+#[command(
+    name = "repatlas",
+    version,
+    about = "Representational similarity analysis of language models"
+)]
+#[command(after_help = "Exit status: 0 success, 1 the job failed, 2 invalid input.")]
+struct Cli {
+    /// Log the decisions the tool makes (-v info, -vv debug) on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model over a stimulus set and store every layer's hidden state.
+    Capture(CaptureArgs),
+    /// Compare every layer of one run (or .npy set) with every layer of another.
+    Compare(CompareArgs),
+    /// Draw heatmaps and best-match plots from a results parquet.
+    Plot(PlotArgs),
+    /// Run the main job: capture two models, compare them, write figures and parquet.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    /// GGUF model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Short model name used in tables and figures (default: file stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Stimulus file: JSON lines with id, category and text.
+    #[arg(long)]
+    stimuli: PathBuf,
+    /// Use only the first N stimuli.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Run directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// How token vectors become one vector per stimulus.
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: Pooling,
+    /// Side of each sequence that receives padding in a batch.
+    #[arg(long, value_enum, default_value = "right")]
+    padding: Padding,
+    /// Dequantize weights to f32 (exact parity) or keep them quantized (faster).
+    #[arg(long, value_enum, default_value = "dequantize")]
+    weights: WeightMode,
+    /// Extra activation sites to store besides resid_post (repeatable).
+    #[arg(long = "tap", value_enum)]
+    taps: Vec<TapArg>,
+    /// Padded token slots per batch.
+    #[arg(long, default_value_t = 2048)]
+    batch_tokens: usize,
+    /// Maximum stimuli per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    /// Truncate each stimulus to this many tokens (a warning counts each one).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Replace an existing run directory once the new one is complete.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TapArg {
+    ResidMid,
+    AttnOut,
+    MlpOut,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Run directory, .npy file (rows = stimuli) or folder of .npy files (one per layer).
+    a: PathBuf,
+    /// Second source; omit to compare A with itself.
+    b: Option<PathBuf>,
+    /// Comma-separated metrics, each `name` or `name:key=value,...` (see docs/metrics.md).
+    #[arg(
+        long,
+        default_value = "linear_cka;linear_cka_debiased;rsa;procrustes_angular",
+        value_delimiter = ';'
+    )]
+    metrics: Vec<String>,
+    /// Results parquet to write (with --format parquet).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// parquet writes --out; jsonl prints the rows to stdout.
+    #[arg(long, value_enum, default_value = "parquet")]
+    format: Format,
+    /// Activation site to compare.
+    #[arg(long, value_enum, default_value = "resid-post")]
+    tap: TapChoice,
+    /// Add the final-norm output as a last layer of each run.
+    #[arg(long)]
+    final_norm: bool,
+    /// Layers of A, e.g. 0,4,8-12 (default: all).
+    #[arg(long)]
+    layers_a: Option<String>,
+    /// Layers of B (default: all).
+    #[arg(long)]
+    layers_b: Option<String>,
+    /// Permutations per cell for p-values (0: none).
+    #[arg(long, default_value_t = 0)]
+    permutations: usize,
+    /// Bootstrap resamples per cell for confidence intervals (0: none).
+    #[arg(long, default_value_t = 0)]
+    bootstrap: usize,
+    /// Seed of permutations and bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Parquet,
+    Jsonl,
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// Results parquet written by `repatlas compare`.
+    results: PathBuf,
+    /// Folder for the PNG and SVG files.
+    #[arg(long, default_value = "figures")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    opts: demo::DemoArgs,
+}
+
+/// Parses arguments, runs the verb and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("repatlas: error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("repatlas", level)
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// 1 for failures of the job itself, 2 for invalid input.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use repatlas::capture::CaptureError as C;
+    let job_failure = err
+        .chain()
+        .any(|e| matches!(e.downcast_ref::<C>(), Some(C::Candle(_))));
+    if job_failure {
+        1
+    } else {
+        2
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Capture(args) => run_capture(args),
+        Command::Compare(args) => run_compare(args),
+        Command::Plot(args) => run_plot(args),
+        Command::Demo(args) => demo::run(&args.opts).map(|_| ()),
+    }
+}
+
+fn run_capture(args: CaptureArgs) -> Result<()> {
+    if args.batch_tokens == 0 || args.batch_rows == 0 {
+        bail!("--batch-tokens and --batch-rows must be positive");
+    }
+    if args.max_tokens == Some(0) {
+        bail!("--max-tokens must be positive");
+    }
+    let taps = args
+        .taps
+        .iter()
+        .map(|t| match t {
+            TapArg::ResidMid => Tap::ResidMid,
+            TapArg::AttnOut => Tap::AttnOut,
+            TapArg::MlpOut => Tap::MlpOut,
+        })
+        .collect();
+    let opts = CaptureOptions {
+        model: args.model,
+        model_name: args.name,
+        stimuli: args.stimuli,
+        limit: args.limit,
+        out: args.out,
+        pooling: args.pooling,
+        padding: args.padding,
+        weight_mode: args.weights,
+        taps,
+        max_batch_tokens: args.batch_tokens,
+        max_batch_rows: args.batch_rows,
+        max_tokens: args.max_tokens,
+        overwrite: args.overwrite,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let summary = capture::capture(&opts)?;
+    eprintln!(
+        "captured {} stimuli ({} tokens, {} truncated) into {} at {:.0} tokens/s",
+        summary.n_stimuli,
+        summary.total_tokens,
+        summary.n_truncated,
+        summary.out.display(),
+        summary.tokens_per_second
+    );
+    Ok(())
+}
+
+fn parse_metrics(names: &[String]) -> Result<Vec<MetricSpec>> {
+    let mut specs = Vec::new();
+    for name in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        specs.push(
+            name.parse::<MetricSpec>()
+                .with_context(|| format!("invalid --metrics entry {name:?}"))?,
+        );
+    }
+    if specs.is_empty() {
+        bail!("--metrics is empty; name at least one metric, e.g. linear_cka");
+    }
+    Ok(specs)
+}
+
+fn run_compare(args: CompareArgs) -> Result<()> {
+    // Validate everything before any data is read.
+    let metrics = parse_metrics(&args.metrics)?;
+    if args.format == Format::Parquet && args.out.is_none() {
+        bail!("--out is required with --format parquet (or use --format jsonl to print rows)");
+    }
+    let layers_a = args
+        .layers_a
+        .as_deref()
+        .map(compare::parse_layers)
+        .transpose()?;
+    let layers_b = args
+        .layers_b
+        .as_deref()
+        .map(compare::parse_layers)
+        .transpose()?;
+    let b = args.b.clone().unwrap_or_else(|| args.a.clone());
+    let opts = CompareOptions {
+        metrics,
+        grid: GridOptions {
+            n_permutations: args.permutations,
+            n_bootstrap: args.bootstrap,
+            seed: args.seed,
+            ..GridOptions::default()
+        },
+        tap: args.tap,
+        include_final_norm: args.final_norm,
+        layers_b: if args.b.is_none() && layers_b.is_none() {
+            layers_a.clone()
+        } else {
+            layers_b
+        },
+        layers_a,
+    };
+    let rows = compare::compare(&args.a, &b, &opts)?;
+    match args.format {
+        Format::Parquet => {
+            let out = args.out.expect("checked above");
+            results::write_parquet(&rows, &out)?;
+            info!("wrote {} rows to {}", rows.len(), out.display());
+            eprintln!("wrote {} rows to {}", rows.len(), out.display());
+        }
+        Format::Jsonl => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            results::write_jsonl(&rows, &mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn run_plot(args: PlotArgs) -> Result<()> {
+    let rows = results::read_parquet(&args.results)?;
+    if rows.is_empty() {
+        bail!(
+            "{} holds no rows; run repatlas compare first",
+            args.results.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let written = plot::plot_all(&rows, &args.out)?;
+    for path in &written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Centred kernel alignment (CKA): linear and RBF kernels, biased and
+//! unbiased HSIC, and the minibatch estimator.
+//!
+//! Every CKA here is `HSIC(K, L) / sqrt(HSIC(K, K) · HSIC(L, L))`.
+//!
+//! - **Biased HSIC** (Kornblith et al. 2019, "Similarity of neural network
+//!   representations revisited"): `tr(K_c L_c) / (n-1)²` with the
+//!   double-centred Gram `K_c = H K H`. The `(n-1)²` cancels in the ratio.
+//! - **Unbiased HSIC** (Song et al. 2012, "Feature selection via dependence
+//!   maximization", eq. 5): with `K̃` the Gram with its diagonal set to 0,
+//!   `[tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n-1)(n-2)) − 2/(n-2)·1ᵀK̃L̃1] / (n(n-3))`.
+//!   The estimator does not change when a symmetric term `a1ᵀ + 1aᵀ` is
+//!   added to the Gram, so it is evaluated on the double-centred Gram,
+//!   where it has less cancellation; it equals Székely–Rizzo U-centring.
+//!
+//! Each layer is reduced once to a [`CentredKernel`]: either the centred
+//! Gram (n x n) or, for the linear kernel, the centred features (n x d),
+//! whichever the caller's [`KernelForm`] picks. A pair then costs one
+//! Frobenius product: `O(n²)` for Grams, `O(n·d_x·d_y)` for features.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+use super::linalg::{
+    centre_columns, dot_slices, double_centre, frobenius_dot, gram, select_rows, select_square,
+};
+use super::MetricError;
+
+/// Which representation of a linear kernel a layer keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KernelForm {
+    /// The double-centred Gram matrix, n x n.
+    Gram,
+    /// The column-centred features, n x d; `K_c = X_c X_cᵀ` is never formed.
+    Features,
+}
+
+#[derive(Clone, Debug)]
+enum Storage {
+    Gram(Array2<f64>),
+    Features(Array2<f64>),
+}
+
+/// One layer's centred kernel and the sums that HSIC needs.
+#[derive(Clone, Debug)]
+pub(crate) struct CentredKernel {
+    storage: Storage,
+    /// Diagonal of `K_c`.
+    diag: Array1<f64>,
+    /// Row sums of `K_c` (0 up to rounding, kept for the exact formula).
+    row_sums: Array1<f64>,
+    /// `⟨K_c, K_c⟩_F`.
+    self_dot: f64,
+}
+
+impl CentredKernel {
+    /// Builds the centred linear kernel `X_c X_cᵀ` of `x`.
+    pub(crate) fn linear(x: ArrayView2<f64>, form: KernelForm) -> Self {
+        let xc = centre_columns(x);
+        match form {
+            KernelForm::Gram => Self::from_centred_gram(gram(xc.view())),
+            KernelForm::Features => Self::from_centred_features(xc),
+        }
+    }
+
+    /// Builds the centred RBF kernel `exp(-‖x_i - x_j‖² / (2σ²))` with
+    /// `σ² = f² · median{‖x_i - x_j‖² : i < j}` taken from this layer.
+    pub(crate) fn rbf(
+        x: ArrayView2<f64>,
+        f: f64,
+        layer: &str,
+        metric: &str,
+    ) -> Result<Self, MetricError> {
+        let sq = squared_distances(x);
+        let median = upper_triangle_median(sq.view());
+        if median <= 0.0 {
+            return Err(MetricError::Undefined {
+                metric: metric.to_string(),
+                layer: layer.to_string(),
+                reason: "the median squared distance between stimuli is 0 (at least half \
+                         of the row pairs are identical), so the RBF bandwidth is 0; use \
+                         linear_cka"
+                    .to_string(),
+            });
+        }
+        let scale = -0.5 / (f * f * median);
+        let mut k = sq.mapv(|d| (d * scale).exp());
+        double_centre(&mut k);
+        Ok(Self::from_centred_gram(k))
+    }
+
+    fn from_centred_gram(k: Array2<f64>) -> Self {
+        let diag = k.diag().to_owned();
+        let row_sums = k.sum_axis(Axis(1));
+        let self_dot = frobenius_dot(k.view(), k.view());
+        CentredKernel {
+            storage: Storage::Gram(k),
+            diag,
+            row_sums,
+            self_dot,
+        }
+    }
+
+    fn from_centred_features(xc: Array2<f64>) -> Self {
+        let diag: Array1<f64> = xc.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let col_sums = xc.sum_axis(Axis(0));
+        let row_sums = xc.dot(&col_sums);
+        let cov = xc.t().dot(&xc);
+        let self_dot = frobenius_dot(cov.view(), cov.view());
+        CentredKernel {
+            storage: Storage::Features(xc),
+            diag,
+            row_sums,
+            self_dot,
+        }
+    }
+
+    /// Number of stimuli.
+    pub(crate) fn n(&self) -> usize {
+        self.diag.len()
+    }
+
+    /// Returns `⟨K_c, L_c⟩_F`.
+    pub(crate) fn cross(&self, other: &CentredKernel) -> f64 {
+        match (&self.storage, &other.storage) {
+            (Storage::Gram(k), Storage::Gram(l)) => frobenius_dot(k.view(), l.view()),
+            (Storage::Features(x), Storage::Features(y)) => {
+                let m = x.t().dot(y);
+                frobenius_dot(m.view(), m.view())
+            }
+            (Storage::Gram(k), Storage::Features(y)) | (Storage::Features(y), Storage::Gram(k)) => {
+                let ky = k.dot(y);
+                frobenius_dot(ky.view(), y.view())
+            }
+        }
+    }
+
+    /// Biased-HSIC CKA between two layers.
+    pub(crate) fn cka(&self, other: &CentredKernel) -> f64 {
+        self.cross(other) / (self.self_dot * other.self_dot).sqrt()
+    }
+
+    /// Unbiased HSIC U-statistic (Song et al. 2012, eq. 5) of two layers.
+    pub(crate) fn hsic_unbiased(&self, other: &CentredKernel) -> f64 {
+        let cross = self.cross(other);
+        self.hsic_unbiased_from_cross(other, cross)
+    }
+
+    /// Unbiased HSIC of the layer with itself.
+    pub(crate) fn self_hsic_unbiased(&self) -> f64 {
+        self.hsic_unbiased_from_cross(self, self.self_dot)
+    }
+
+    fn hsic_unbiased_from_cross(&self, other: &CentredKernel, cross: f64) -> f64 {
+        let n = self.n() as f64;
+        let diag_dot = dot_vec(&self.diag, &other.diag);
+        // tr(K̃L̃): the Frobenius product without the diagonal.
+        let trace_term = cross - diag_dot;
+        // 1ᵀK̃1 = 1ᵀK1 - tr K.
+        let sum_k = self.row_sums.sum() - self.diag.sum();
+        let sum_l = other.row_sums.sum() - other.diag.sum();
+        // 1ᵀK̃L̃1 = (K̃1)·(L̃1), with K̃1 = K1 - diag(K).
+        let k1 = &self.row_sums - &self.diag;
+        let l1 = &other.row_sums - &other.diag;
+        let row_term = dot_vec(&k1, &l1);
+        (trace_term + sum_k * sum_l / ((n - 1.0) * (n - 2.0)) - 2.0 * row_term / (n - 2.0))
+            / (n * (n - 3.0))
+    }
+
+    /// Returns the kernel of the stimuli reordered by `p` (row `i` of the
+    /// result is stimulus `p[i]`). Centring commutes with reordering.
+    pub(crate) fn permuted(&self, p: &[usize]) -> CentredKernel {
+        let storage = match &self.storage {
+            Storage::Gram(k) => Storage::Gram(select_square(k.view(), p)),
+            Storage::Features(x) => Storage::Features(select_rows(x.view(), p)),
+        };
+        CentredKernel {
+            storage,
+            diag: p.iter().map(|&i| self.diag[i]).collect(),
+            row_sums: p.iter().map(|&i| self.row_sums[i]).collect(),
+            self_dot: self.self_dot,
+        }
+    }
+
+    /// Returns the kernel of the resampled stimuli `rows` (repeats allowed),
+    /// centred again over the resample.
+    ///
+    /// `H_s K_c[s,s] H_s = H_s K[s,s] H_s`, because double centring removes
+    /// the terms that centring over all stimuli added, so the stored centred
+    /// kernel is enough. An RBF kernel keeps the bandwidth of the full sample.
+    pub(crate) fn resampled(&self, rows: &[usize]) -> CentredKernel {
+        match &self.storage {
+            Storage::Gram(k) => {
+                let mut sub = select_square(k.view(), rows);
+                double_centre(&mut sub);
+                Self::from_centred_gram(sub)
+            }
+            Storage::Features(x) => {
+                Self::from_centred_features(centre_columns(select_rows(x.view(), rows).view()))
+            }
+        }
+    }
+}
+
+fn dot_vec(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+    match (a.as_slice(), b.as_slice()) {
+        (Some(sa), Some(sb)) => dot_slices(sa, sb),
+        _ => a.dot(b),
+    }
+}
+
+/// Returns the squared Euclidean distances between the rows of `x`, from
+/// the Gram expansion of the column-centred rows (distances do not change
+/// under centring, and centring reduces cancellation). The diagonal is 0
+/// and negative rounding is clipped to 0.
+pub(crate) fn squared_distances(x: ArrayView2<f64>) -> Array2<f64> {
+    let xc = centre_columns(x);
+    let g = gram(xc.view());
+    let norms = g.diag().to_owned();
+    let n = g.nrows();
+    let mut d = Array2::zeros((n, n));
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let v = (norms[i] + norms[j] - 2.0 * g[[i, j]]).max(0.0);
+            d[[i, j]] = v;
+            d[[j, i]] = v;
+        }
+    }
+    d
+}
+
+/// Returns the median of the strict upper triangle (`i < j`) of `d`,
+/// the mean of the two middle values when their count is even (NumPy's
+/// `median`).
+pub(crate) fn upper_triangle_median(d: ArrayView2<f64>) -> f64 {
+    let n = d.nrows();
+    let mut values: Vec<f64> = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            values.push(d[[i, j]]);
+        }
+    }
+    median_in_place(&mut values)
+}
+
+/// Returns the median of `values`, reordering them.
+pub(crate) fn median_in_place(values: &mut [f64]) -> f64 {
+    let m = values.len();
+    if m == 0 {
+        return f64::NAN;
+    }
+    let mid = m / 2;
+    let (_, &mut upper, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    if m % 2 == 1 {
+        return upper;
+    }
+    let lower = values[..mid]
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
+    0.5 * (lower + upper)
+}
+
+/// Minibatch CKA (Nguyen, Raghu and Kornblith 2021, "Do wide and deep
+/// networks learn the same things?"): consecutive row batches of one layer,
+/// each kept as its own centred Gram.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchedKernel {
+    batches: Vec<CentredKernel>,
+    self_mean: f64,
+}
+
+/// Splits `0..n` into consecutive batches of `batch` rows. A remainder of
+/// fewer than 4 rows, where the unbiased HSIC is undefined, joins the
+/// previous batch.
+pub(crate) fn batch_bounds(n: usize, batch: usize) -> Vec<(usize, usize)> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch).min(n);
+        bounds.push((start, end));
+        start = end;
+    }
+    if bounds.len() > 1 {
+        let (last_start, last_end) = bounds[bounds.len() - 1];
+        if last_end - last_start < 4 {
+            bounds.pop();
+            let prev = bounds.len() - 1;
+            bounds[prev].1 = last_end;
+        }
+    }
+    bounds
+}
+
+impl BatchedKernel {
+    /// Splits `x` into batches and centres each batch's linear Gram.
+    pub(crate) fn new(
+        x: ArrayView2<f64>,
+        batch: usize,
+        layer: &str,
+        metric: &str,
+    ) -> Result<Self, MetricError> {
+        let batches: Vec<CentredKernel> = batch_bounds(x.nrows(), batch)
+            .into_iter()
+            .map(|(s, e)| CentredKernel::linear(x.slice(ndarray::s![s..e, ..]), KernelForm::Gram))
+            .collect();
+        let self_mean =
+            batches.iter().map(|b| b.self_hsic_unbiased()).sum::<f64>() / batches.len() as f64;
+        if self_mean <= 0.0 || !self_mean.is_finite() {
+            return Err(MetricError::Undefined {
+                metric: metric.to_string(),
+                layer: layer.to_string(),
+                reason: format!(
+                    "the mean unbiased HSIC of the layer with itself is {self_mean:e}, not \
+                     positive; use larger batches or linear_cka_debiased"
+                ),
+            });
+        }
+        Ok(BatchedKernel { batches, self_mean })
+    }
+
+    /// Returns mean HSIC over batches divided by the root of the two mean
+    /// self-HSICs. Batches are paired by position, so both sides must have
+    /// been split with the same batch size.
+    pub(crate) fn cka(&self, other: &BatchedKernel) -> f64 {
+        let cross: f64 = self
+            .batches
+            .iter()
+            .zip(&other.batches)
+            .map(|(a, b)| a.hsic_unbiased(b))
+            .sum::<f64>()
+            / self.batches.len() as f64;
+        cross / (self.self_mean * other.self_mean).sqrt()
+    }
+}

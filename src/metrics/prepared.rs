@@ -1,0 +1,265 @@
+//! Per-layer preparation and per-pair evaluation, the two halves of every
+//! measure.
+//!
+//! [`prepare`] turns one representation into what the measure reuses for
+//! every pair (a centred Gram, a ranked RDM, an orthonormal basis, neighbour
+//! lists). [`pair_value`] combines two prepared layers. Permutation tests
+//! and bootstrap resamples reorder or resample a prepared layer directly
+//! where that is exact, and otherwise prepare the reordered rows again.
+
+use ndarray::ArrayView2;
+
+use super::cca::SubspaceLayer;
+use super::cka::{BatchedKernel, CentredKernel, KernelForm};
+use super::knn::NeighbourLayer;
+use super::linalg::select_rows;
+use super::procrustes::ShapeLayer;
+use super::rsa::RdmLayer;
+use super::spec::{Measure, MetricSpec};
+use super::MetricError;
+
+/// Default cap on the memory that centred Gram matrices of all layers of a
+/// grid may take before the linear kernels switch to the feature form.
+pub const DEFAULT_GRAM_MEMORY_LIMIT: usize = 4 << 30;
+
+/// Choices made once per grid that the per-layer preparation follows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub kernel_form: KernelForm,
+}
+
+impl Plan {
+    /// Picks the cheaper form for linear kernels: Grams cost `n²d` per layer
+    /// and `n²` per evaluation of a pair, features cost `n·d_x·d_y` per
+    /// evaluation. `evaluations` counts the observed value plus every
+    /// permutation and bootstrap resample. Grams are never chosen when all
+    /// layers' Grams together would exceed `gram_memory_limit` bytes.
+    pub(crate) fn for_pairs(
+        n: usize,
+        dims_a: &[usize],
+        dims_b: &[usize],
+        evaluations: usize,
+        gram_memory_limit: usize,
+    ) -> Plan {
+        let n = n as f64;
+        let sum_a: f64 = dims_a.iter().map(|&d| d as f64).sum();
+        let sum_b: f64 = dims_b.iter().map(|&d| d as f64).sum();
+        let squares: f64 = dims_a.iter().chain(dims_b).map(|&d| (d * d) as f64).sum();
+        let pairs = (dims_a.len() * dims_b.len()) as f64;
+        let evaluations = evaluations.max(1) as f64;
+        let gram_cost = n * n * (sum_a + sum_b) + pairs * n * n * evaluations;
+        let feature_cost = n * squares + n * sum_a * sum_b * evaluations;
+        let gram_bytes = (dims_a.len() + dims_b.len()) as f64 * n * n * 8.0;
+        let kernel_form = if gram_bytes <= gram_memory_limit as f64 && gram_cost <= feature_cost {
+            KernelForm::Gram
+        } else {
+            KernelForm::Features
+        };
+        Plan { kernel_form }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Form {
+    Kernel(CentredKernel),
+    Batched(BatchedKernel),
+    Rdm(RdmLayer),
+    Shape(ShapeLayer),
+    Subspace(SubspaceLayer),
+    Neighbours(NeighbourLayer),
+}
+
+/// One layer prepared for one measure.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared<'a> {
+    name: String,
+    /// The input rows, kept by the measures that rebuild from data on
+    /// permutation or resampling; `None` for derived (resampled) layers.
+    source: Option<ArrayView2<'a, f64>>,
+    form: Form,
+}
+
+/// Returns a key shared by measures that can use the same prepared layers.
+pub(crate) fn preparation_key(spec: &MetricSpec) -> String {
+    match spec.measure() {
+        Measure::LinearCka | Measure::LinearCkaDebiased => "kernel:linear".to_string(),
+        Measure::RbfCka { f } | Measure::RbfCkaDebiased { f } => format!("kernel:rbf:{f:?}"),
+        Measure::ProcrustesAngular | Measure::ProcrustesEuclidean => "shape".to_string(),
+        Measure::MutualKnn { k } | Measure::Cknna { k } => format!("neighbours:{k}"),
+        _ => spec.to_string(),
+    }
+}
+
+/// Prepares the representation `x`, named `name` in errors, for `spec`.
+pub(crate) fn prepare<'a>(
+    spec: &MetricSpec,
+    name: &str,
+    x: ArrayView2<'a, f64>,
+    plan: &Plan,
+) -> Result<Prepared<'a>, MetricError> {
+    let form = build(spec, name, x, plan)?;
+    Ok(Prepared {
+        name: name.to_string(),
+        source: Some(x),
+        form,
+    })
+}
+
+fn build(
+    spec: &MetricSpec,
+    name: &str,
+    x: ArrayView2<f64>,
+    plan: &Plan,
+) -> Result<Form, MetricError> {
+    let metric = spec.to_string();
+    let form = match spec.measure() {
+        Measure::LinearCka | Measure::LinearCkaDebiased => {
+            Form::Kernel(CentredKernel::linear(x, plan.kernel_form))
+        }
+        Measure::RbfCka { f } | Measure::RbfCkaDebiased { f } => {
+            Form::Kernel(CentredKernel::rbf(x, *f, name, &metric)?)
+        }
+        Measure::MinibatchCka { batch } => {
+            Form::Batched(BatchedKernel::new(x, *batch, name, &metric)?)
+        }
+        Measure::Rsa { rdm, compare } => {
+            Form::Rdm(RdmLayer::new(x, *rdm, *compare, name, &metric)?)
+        }
+        Measure::ProcrustesAngular | Measure::ProcrustesEuclidean => {
+            Form::Shape(ShapeLayer::new(x, name)?)
+        }
+        Measure::Svcca { keep } => Form::Subspace(SubspaceLayer::svcca(x, *keep, name, &metric)?),
+        Measure::Pwcca => Form::Subspace(SubspaceLayer::raw(x, true, name)?),
+        Measure::CcaMeanSq => Form::Subspace(SubspaceLayer::raw(x, false, name)?),
+        Measure::MutualKnn { k } | Measure::Cknna { k } => {
+            Form::Neighbours(NeighbourLayer::new(x, *k, name, &metric)?)
+        }
+    };
+    Ok(form)
+}
+
+impl<'a> Prepared<'a> {
+    /// Returns the layer with its stimuli reordered by `p`.
+    pub(crate) fn permuted(
+        &self,
+        spec: &MetricSpec,
+        p: &[usize],
+        plan: &Plan,
+    ) -> Result<Prepared<'a>, MetricError> {
+        let form = match &self.form {
+            Form::Kernel(k) => Form::Kernel(k.permuted(p)),
+            Form::Rdm(r) => Form::Rdm(r.permuted(p)),
+            Form::Shape(s) => Form::Shape(s.permuted(p)),
+            Form::Subspace(s) => Form::Subspace(s.permuted(p)),
+            Form::Neighbours(nb) => Form::Neighbours(nb.permuted(p)),
+            // Batch membership changes with the order, so rebuild.
+            Form::Batched(_) => {
+                build(spec, &self.name, select_rows(self.source(), p).view(), plan)?
+            }
+        };
+        Ok(self.derived(form))
+    }
+
+    /// Returns the layer of the bootstrap resample `rows` (repeats allowed).
+    pub(crate) fn resampled(
+        &self,
+        spec: &MetricSpec,
+        rows: &[usize],
+        plan: &Plan,
+    ) -> Result<Prepared<'a>, MetricError> {
+        let metric = spec.to_string();
+        let form = match (&self.form, spec.measure()) {
+            (Form::Kernel(k), _) => Form::Kernel(k.resampled(rows)),
+            (Form::Rdm(r), Measure::Rsa { compare, .. }) => {
+                Form::Rdm(r.resampled(rows, *compare, &self.name, &metric)?)
+            }
+            (Form::Shape(s), _) => Form::Shape(s.resampled(rows, &self.name)?),
+            _ => build(
+                spec,
+                &self.name,
+                select_rows(self.source(), rows).view(),
+                plan,
+            )?,
+        };
+        Ok(self.derived(form))
+    }
+
+    fn source(&self) -> ArrayView2<'a, f64> {
+        self.source
+            .expect("only layers prepared from data are permuted or resampled")
+    }
+
+    fn derived(&self, form: Form) -> Prepared<'a> {
+        Prepared {
+            name: self.name.clone(),
+            source: None,
+            form,
+        }
+    }
+}
+
+/// Evaluates `spec` on two layers prepared for it.
+pub(crate) fn pair_value(
+    spec: &MetricSpec,
+    a: &Prepared,
+    b: &Prepared,
+) -> Result<f64, MetricError> {
+    let value = match (&a.form, &b.form) {
+        (Form::Kernel(ka), Form::Kernel(kb)) => match spec.measure() {
+            Measure::LinearCkaDebiased | Measure::RbfCkaDebiased { .. } => {
+                let self_a = positive_self_hsic(spec, a, ka.self_hsic_unbiased())?;
+                let self_b = positive_self_hsic(spec, b, kb.self_hsic_unbiased())?;
+                ka.hsic_unbiased(kb) / (self_a * self_b).sqrt()
+            }
+            _ => ka.cka(kb),
+        },
+        (Form::Batched(ba), Form::Batched(bb)) => ba.cka(bb),
+        (Form::Rdm(ra), Form::Rdm(rb)) => ra.compare(rb),
+        (Form::Shape(sa), Form::Shape(sb)) => match spec.measure() {
+            Measure::ProcrustesEuclidean => sa.euclidean(sb, &a.name)?,
+            _ => sa.angular(sb, &a.name)?,
+        },
+        (Form::Subspace(sa), Form::Subspace(sb)) => match spec.measure() {
+            Measure::Pwcca => sa.pwcca(sb, &a.name)?,
+            Measure::CcaMeanSq => {
+                let rho = sa.correlations(sb, &a.name)?;
+                rho.mapv(|r| r * r).mean().unwrap_or(f64::NAN)
+            }
+            _ => sa.correlations(sb, &a.name)?.mean().unwrap_or(f64::NAN),
+        },
+        (Form::Neighbours(na), Form::Neighbours(nb)) => match spec.measure() {
+            Measure::Cknna { .. } => na.cknna(nb).ok_or_else(|| {
+                let (layer, value) = if na.self_hsic() <= 0.0 {
+                    (&a.name, na.self_hsic())
+                } else {
+                    (&b.name, nb.self_hsic())
+                };
+                MetricError::Undefined {
+                    metric: spec.to_string(),
+                    layer: layer.clone(),
+                    reason: format!(
+                        "its unbiased HSIC with itself on its k-neighbourhoods is {value:e}, \
+                         not positive; use a larger k or mutual_knn"
+                    ),
+                }
+            })?,
+            _ => na.mutual_knn(nb),
+        },
+        _ => unreachable!("both layers are prepared for the same measure"),
+    };
+    Ok(value)
+}
+
+fn positive_self_hsic(spec: &MetricSpec, layer: &Prepared, value: f64) -> Result<f64, MetricError> {
+    if value > 0.0 && value.is_finite() {
+        return Ok(value);
+    }
+    Err(MetricError::Undefined {
+        metric: spec.to_string(),
+        layer: layer.name.clone(),
+        reason: format!(
+            "its unbiased HSIC with itself is {value:e}, not positive (too few stimuli or \
+             a nearly constant representation); use linear_cka or more stimuli"
+        ),
+    })
+}

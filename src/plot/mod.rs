@@ -1,0 +1,99 @@
+//! Heatmaps and best-match plots of comparison results.
+//!
+//! [`heatmap`] draws the all-layers grid of one (model A, model B, metric):
+//! layers of A on x, layers of B on y, the metric value as colour.
+//! [`best_match`] draws, for each layer of A, the relative depth of the most
+//! similar layer of B against the diagonal y = x, one curve per metric. A
+//! curve near the diagonal means the two models order their representations
+//! alike. [`plot_all`] draws both kinds for every pair in a set of rows.
+//!
+//! Every figure is written as PNG (900 x 800 px) and SVG, each atomically
+//! (temporary file in the same directory, then rename). Text uses DejaVu
+//! Sans embedded in the binary, so rendering needs no system fonts.
+
+mod best_match;
+mod draw;
+mod font;
+mod grid;
+mod heatmap;
+mod output;
+
+use std::path::PathBuf;
+
+pub use best_match::best_match;
+pub use heatmap::heatmap;
+pub use output::{plot_all, sanitize};
+
+/// Width and height of every PNG figure, in pixels.
+pub const FIGURE_SIZE: (u32, u32) = (900, 800);
+
+/// Errors of drawing and writing figures.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The function received no rows.
+    #[error("no result rows to plot: pass the rows of at least one comparison")]
+    NoRows,
+    /// A figure for one pair (and metric) received rows of several.
+    #[error(
+        "{figure} draws one {expected_key}, but the rows contain {first} and {other}: \
+         filter the rows first or use plot_all"
+    )]
+    MixedRows {
+        /// The figure kind, `heatmap` or `best_match`.
+        figure: &'static str,
+        /// What must be unique, for example `(model_a, model_b, metric)`.
+        expected_key: &'static str,
+        /// The key of the first row.
+        first: String,
+        /// A different key found later.
+        other: String,
+    },
+    /// Two rows describe the same cell of a heatmap.
+    #[error(
+        "rows for {model_a} vs {model_b}, metric {metric} contain layer pair \
+         ({layer_a}, {layer_b}) twice: remove the duplicate rows"
+    )]
+    DuplicateCell {
+        /// Model A.
+        model_a: String,
+        /// Model B.
+        model_b: String,
+        /// Metric name.
+        metric: String,
+        /// Layer of A of the duplicated cell.
+        layer_a: u32,
+        /// Layer of B of the duplicated cell.
+        layer_b: u32,
+    },
+    /// No row has a finite value, so there is no colour range.
+    #[error("all values of {metric} for {model_a} vs {model_b} are NaN or infinite")]
+    NoFiniteValues {
+        /// Model A.
+        model_a: String,
+        /// Model B.
+        model_b: String,
+        /// Metric name.
+        metric: String,
+    },
+    /// Registering the embedded font with plotters failed.
+    #[error("registering the embedded DejaVu Sans font failed")]
+    Font,
+    /// Plotters failed to draw or encode a figure.
+    #[error("drawing {path} failed: {message}")]
+    Drawing {
+        /// The figure file.
+        path: PathBuf,
+        /// The plotters error, as text because its type depends on the backend.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("{action} {path} failed: {source}")]
+    Io {
+        /// What was attempted, for example `creating directory`.
+        action: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}

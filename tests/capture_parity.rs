@@ -1,0 +1,205 @@
+//! Hidden states of the real GGUF decoders against transformers.
+//!
+//! The reference files were written by transformers (fp32, weights
+//! dequantized from the same GGUF files, sdpa attention, batch 1). With
+//! weights dequantized here too, every layer must match to a relative L2
+//! error of 1e-4; measured values are about 1e-6.
+
+mod common;
+
+use candle_core::Device;
+use repatlas::capture::batch::{Batch, Padding};
+use repatlas::capture::decoder::{Decoder, Hidden, Tap};
+use repatlas::capture::rundir::MappedSafetensors;
+use repatlas::capture::tokenizer::ModelTokenizer;
+use repatlas::capture::weights::{GgufWeights, WeightMode};
+
+const PARITY_TOL: f64 = 1e-4;
+/// Padding and batching change a token's vector only by f32 rounding.
+const BATCH_TOL: f64 = 1e-5;
+
+struct Reference {
+    ids: Vec<u32>,
+    hidden: Vec<Vec<f32>>,
+    last_block_raw: Vec<f32>,
+    mean_pooled: Vec<f32>,
+}
+
+fn load_reference(model: &str, prompt: usize, n_blocks: usize) -> Reference {
+    let path = common::fixture(&format!(
+        "reference/hidden_states/{model}/prompt{prompt}.safetensors"
+    ));
+    let file = MappedSafetensors::open(&path).unwrap();
+    let ids = file
+        .i64_data("input_ids")
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect();
+    let hidden = (0..=n_blocks)
+        .map(|i| file.f32_data(&format!("hidden_states.{i}")).unwrap().1)
+        .collect();
+    Reference {
+        ids,
+        hidden,
+        last_block_raw: file.f32_data("last_block_raw").unwrap().1,
+        mean_pooled: file.f32_data("mean_pooled").unwrap().1,
+    }
+}
+
+fn rel_l2(actual: &[f32], expected: &[f32]) -> f64 {
+    assert_eq!(actual.len(), expected.len(), "length mismatch");
+    let mut num = 0f64;
+    let mut den = 0f64;
+    for (a, e) in actual.iter().zip(expected) {
+        num += (f64::from(*a) - f64::from(*e)).powi(2);
+        den += f64::from(*e).powi(2);
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+fn load(model_file: &str) -> (Decoder, ModelTokenizer) {
+    let path = common::require_model(model_file);
+    let mut weights = GgufWeights::open(&path, WeightMode::Dequantize, &Device::Cpu).unwrap();
+    let tokenizer = ModelTokenizer::from_gguf(weights.content()).unwrap();
+    let decoder = Decoder::from_gguf(&mut weights, false).unwrap();
+    (decoder, tokenizer)
+}
+
+fn forward(decoder: &Decoder, seqs: &[&[u32]], padding: Padding) -> (Batch, Hidden) {
+    let indexed: Vec<(usize, &[u32])> = seqs.iter().copied().enumerate().collect();
+    let batch = Batch::new(&indexed, 0, padding, |_| false);
+    let order: Vec<usize> = (0..decoder.n_layers()).collect();
+    let hidden = decoder.forward(&batch, &order, &[Tap::ResidPost]).unwrap();
+    (batch, hidden)
+}
+
+/// Valid token rows of batch row `r` from a `batch pos d_model` tensor.
+fn row_tokens(t: &candle_core::Tensor, batch: &Batch, r: usize) -> Vec<f32> {
+    let (_, pos, d) = t.dims3().unwrap();
+    let all: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    let range = batch.valid_range(r);
+    all[(r * pos + range.start) * d..(r * pos + range.end) * d].to_vec()
+}
+
+fn check_single_prompt_parity(model_dir: &str, model_file: &str) {
+    let (decoder, tokenizer) = load(model_file);
+    let n = decoder.n_layers();
+    for prompt in 0..4 {
+        let reference = load_reference(model_dir, prompt, n);
+        let text_ids = reference.ids.clone();
+        let (batch, hidden) = forward(&decoder, &[&text_ids], Padding::Right);
+        let mut worst = 0f64;
+        for i in 0..n {
+            let err = rel_l2(
+                &row_tokens(&hidden.resid_post[i], &batch, 0),
+                &reference.hidden[i],
+            );
+            assert!(
+                err < PARITY_TOL,
+                "{model_dir} prompt {prompt} hidden.{i}: rel L2 {err:.2e}"
+            );
+            worst = worst.max(err);
+        }
+        let raw = rel_l2(
+            &row_tokens(&hidden.resid_post[n], &batch, 0),
+            &reference.last_block_raw,
+        );
+        assert!(
+            raw < PARITY_TOL,
+            "{model_dir} prompt {prompt} last block raw: rel L2 {raw:.2e}"
+        );
+        let normed = rel_l2(
+            &row_tokens(&hidden.final_norm, &batch, 0),
+            &reference.hidden[n],
+        );
+        assert!(
+            normed < PARITY_TOL,
+            "{model_dir} prompt {prompt} final norm: rel L2 {normed:.2e}"
+        );
+        eprintln!("{model_dir} prompt {prompt}: worst layer rel L2 {worst:.2e}, raw {raw:.2e}, final norm {normed:.2e}");
+    }
+    // The GGUF tokenizer gives the ids transformers used for these prompts.
+    let texts = prompts(model_dir);
+    for (prompt, text) in texts.iter().enumerate() {
+        let reference = load_reference(model_dir, prompt, n);
+        assert_eq!(
+            tokenizer.encode(text).unwrap(),
+            reference.ids,
+            "{model_dir} prompt {prompt} ids"
+        );
+    }
+}
+
+fn prompts(model_dir: &str) -> Vec<String> {
+    let path = common::fixture(&format!("reference/hidden_states/{model_dir}/meta.json"));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    meta["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn check_batch_invariance(model_dir: &str, model_file: &str) {
+    let (decoder, _) = load(model_file);
+    let n = decoder.n_layers();
+    let refs: Vec<Reference> = (0..4).map(|p| load_reference(model_dir, p, n)).collect();
+    let seqs: Vec<&[u32]> = refs.iter().map(|r| r.ids.as_slice()).collect();
+    let singles: Vec<(Batch, Hidden)> = seqs
+        .iter()
+        .map(|s| forward(&decoder, &[s], Padding::Right))
+        .collect();
+    for padding in [Padding::Right, Padding::Left] {
+        let (batch, hidden) = forward(&decoder, &seqs, padding);
+        for (r, (single_batch, single)) in singles.iter().enumerate() {
+            for i in [0, 1, n / 2, n] {
+                let batched = row_tokens(&hidden.resid_post[i], &batch, r);
+                let alone = row_tokens(&single.resid_post[i], single_batch, 0);
+                let err = rel_l2(&batched, &alone);
+                assert!(
+                    err < BATCH_TOL,
+                    "{model_dir} {padding:?} row {r} hidden.{i}: rel L2 {err:.2e} vs single"
+                );
+            }
+            // Masked mean pooling of the batched run equals the reference mean.
+            let pooled = repatlas::capture::batch::pool(
+                &hidden.resid_post[n / 2],
+                &batch,
+                repatlas::capture::Pooling::Mean,
+            )
+            .unwrap();
+            let repatlas::capture::batch::Pooled::PerStimulus(v) = pooled else {
+                panic!("mean pooling gives one vector per row")
+            };
+            let d = decoder.config().hidden_size;
+            let expected = &refs[r].mean_pooled[(n / 2) * d..(n / 2 + 1) * d];
+            let err = rel_l2(&v[r * d..(r + 1) * d], expected);
+            assert!(
+                err < PARITY_TOL,
+                "{model_dir} {padding:?} row {r} mean pooled: rel L2 {err:.2e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn smollm2_matches_transformers_every_layer() {
+    check_single_prompt_parity("smollm2-135m-instruct", common::SMOLLM2);
+}
+
+#[test]
+fn qwen_matches_transformers_every_layer() {
+    check_single_prompt_parity("qwen2.5-coder-0.5b-instruct", common::QWEN);
+}
+
+#[test]
+fn smollm2_padded_batch_equals_single_runs() {
+    check_batch_invariance("smollm2-135m-instruct", common::SMOLLM2);
+}
+
+#[test]
+fn qwen_padded_batch_equals_single_runs() {
+    check_batch_invariance("qwen2.5-coder-0.5b-instruct", common::QWEN);
+}

@@ -1,0 +1,360 @@
+//! End-to-end tests of the `repatlas` binary on a real model and small
+//! stimulus files, each in a temporary directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repatlas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repatlas"))
+        .args(args)
+        .output()
+        .expect("repatlas binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn capture(model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "capture",
+        "--model",
+        s(model),
+        "--stimuli",
+        s(stimuli),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    repatlas(&args)
+}
+
+fn small_stimuli() -> PathBuf {
+    common::fixture("stimuli/small.jsonl")
+}
+
+/// One SmolLM2 capture shared by the tests of this file.
+fn smollm2_run(dir: &Path) -> PathBuf {
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.join("smollm2");
+    let result = capture(&model, &small_stimuli(), &out, &["--batch-tokens", "64"]);
+    assert!(
+        result.status.success(),
+        "capture failed: {}",
+        stderr(&result)
+    );
+    out
+}
+
+#[test]
+fn capture_writes_complete_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = smollm2_run(dir.path());
+    for file in [
+        "manifest.json",
+        "activations.safetensors",
+        "stimuli.parquet",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        !dir.path().join("smollm2.partial").exists(),
+        "working folder left behind"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["architecture"], "llama");
+    assert_eq!(manifest["n_blocks"], 30);
+    assert_eq!(manifest["d_model"], 576);
+    assert_eq!(manifest["stimuli"]["n_stimuli"], 12);
+    assert_eq!(manifest["layer_names"].as_array().unwrap().len(), 31);
+    assert_eq!(
+        manifest["source"]["files"][0]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+
+    let opened = repatlas::capture::Run::open(&run).unwrap();
+    let layer = opened.layer(30).unwrap();
+    assert_eq!(layer.dim(), (12, 576));
+    assert!(layer.iter().all(|x| x.is_finite()));
+    assert!(opened.tensor("final_norm").is_ok());
+}
+
+#[test]
+fn compare_self_and_jsonl_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = smollm2_run(dir.path());
+    let out = dir.path().join("self.parquet");
+    let result = repatlas(&[
+        "compare",
+        s(&run),
+        "--layers-a",
+        "0,10,30",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        result.status.success(),
+        "compare failed: {}",
+        stderr(&result)
+    );
+    let rows = repatlas::results::read_parquet(&out).unwrap();
+    assert_eq!(rows.len(), 3 * 3 * 4, "3 x 3 layers x 4 metrics");
+    for row in rows
+        .iter()
+        .filter(|r| r.layer_a == r.layer_b && r.metric == "linear_cka")
+    {
+        assert!(
+            (row.value - 1.0).abs() < 1e-9,
+            "self CKA of layer {} is {}",
+            row.layer_a,
+            row.value
+        );
+    }
+
+    let jsonl = repatlas(&[
+        "compare",
+        s(&run),
+        "--layers-a",
+        "10",
+        "--metrics",
+        "linear_cka",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let text = String::from_utf8(jsonl.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1);
+    let row: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(row["metric"], "linear_cka");
+    assert_eq!(row["layer_a"], 10);
+}
+
+#[test]
+fn plot_writes_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = smollm2_run(dir.path());
+    let out = dir.path().join("r.parquet");
+    let result = repatlas(&[
+        "compare",
+        s(&run),
+        "--metrics",
+        "linear_cka",
+        "--layers-a",
+        "0-30:3",
+        "--out",
+        s(&out),
+    ]);
+    // A stepped range is not valid syntax: the error names the value.
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("0-30:3"), "{}", stderr(&result));
+
+    let result = repatlas(&[
+        "compare",
+        s(&run),
+        "--metrics",
+        "linear_cka",
+        "--layers-a",
+        "0,5,10,15,20,25,30",
+        "--out",
+        s(&out),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let figures = dir.path().join("figures");
+    let result = repatlas(&["plot", s(&out), "--out", s(&figures)]);
+    assert!(result.status.success(), "plot failed: {}", stderr(&result));
+    let listed = String::from_utf8(result.stdout).unwrap();
+    let pngs: Vec<&str> = listed.lines().filter(|l| l.ends_with(".png")).collect();
+    assert!(!pngs.is_empty(), "no PNG listed: {listed}");
+    for png in pngs {
+        let image = image::open(png).unwrap().to_rgb8();
+        assert!(image.width() > 300 && image.height() > 300);
+        let first = image.get_pixel(0, 0);
+        assert!(image.pixels().any(|p| p != first), "{png} is one colour");
+    }
+    assert!(listed.lines().any(|l| l.ends_with(".svg")));
+}
+
+#[test]
+fn compare_rejects_runs_on_different_stimuli() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = smollm2_run(dir.path());
+    let model = common::require_model(common::SMOLLM2);
+    let other = dir.path().join("other");
+    let result = capture(&model, &common::fixture("stimuli/other.jsonl"), &other, &[]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let result = repatlas(&["compare", s(&run), s(&other), "--format", "jsonl"]);
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(message.contains("different stimuli"), "{message}");
+    assert!(result.stdout.is_empty(), "rows printed despite the error");
+}
+
+#[test]
+fn capture_errors_name_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.gguf");
+    let out = dir.path().join("run");
+    let result = capture(&missing, &small_stimuli(), &out, &[]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains("absent.gguf"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.exists());
+
+    // A model file cut short: header readable, tensor data missing.
+    let model = common::require_model(common::SMOLLM2);
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let result = capture(&truncated, &small_stimuli(), &out, &[]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(stderr(&result).contains("truncated"), "{}", stderr(&result));
+    assert!(!out.join("manifest.json").exists());
+
+    let result = capture(&model, &common::fixture("stimuli/empty.jsonl"), &out, &[]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains("empty.jsonl"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn compare_errors_name_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.npy");
+    let b = dir.path().join("b.npy");
+    let mut data = ndarray::Array2::<f64>::zeros((10, 4));
+    for ((i, j), v) in data.indexed_iter_mut() {
+        *v = ((i * 7 + j * 3) % 11) as f64;
+    }
+    repatlas::npy::write_npy(&a, data.view()).unwrap();
+    data[[3, 2]] = f64::NAN;
+    repatlas::npy::write_npy(&b, data.view()).unwrap();
+
+    let result = repatlas(&[
+        "compare",
+        s(&a),
+        s(&b),
+        "--metrics",
+        "linear_cka",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(message.contains("NaN"), "{message}");
+    assert!(
+        message.contains('3') && message.contains('2'),
+        "row and column named: {message}"
+    );
+
+    let out = dir.path().join("r.parquet");
+    let result = repatlas(&[
+        "compare",
+        s(&a),
+        "--metrics",
+        "linear_cka;not_a_metric",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains("not_a_metric"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.exists(), "no output after an invalid metric");
+
+    let result = repatlas(&[
+        "compare",
+        s(&a),
+        "--metrics",
+        "linear_cka",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+}
+
+#[test]
+fn interrupted_capture_resumes_to_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let full = dir.path().join("full");
+    let result = capture(&model, &small_stimuli(), &full, &["--batch-tokens", "16"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    // Start a capture and kill it once its first batch is on disk.
+    let out = dir.path().join("resumed");
+    let partial = dir.path().join("resumed.partial");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repatlas"))
+        .args([
+            "capture",
+            "--model",
+            s(&model),
+            "--stimuli",
+            s(&small_stimuli()),
+            "--out",
+            s(&out),
+            "--batch-tokens",
+            "16",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let chunks = std::fs::read_dir(partial.join("chunks"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if chunks > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if !out.exists() {
+        assert!(
+            !partial.join("manifest.json").exists(),
+            "an unfinished capture looks complete"
+        );
+        let refused = repatlas(&["compare", s(&partial), "--format", "jsonl"]);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(
+            stderr(&refused).contains("unfinished"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+
+    let result = capture(
+        &model,
+        &small_stimuli(),
+        &out,
+        &["--batch-tokens", "16", "-v"],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    let a = repatlas::capture::Run::open(&full).unwrap();
+    let b = repatlas::capture::Run::open(&out).unwrap();
+    for layer in [0, 15, 30] {
+        assert_eq!(
+            a.layer(layer).unwrap(),
+            b.layer(layer).unwrap(),
+            "layer {layer} differs after resume"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use log::info;
 
 use repatlas::capture::{self, CaptureOptions, Padding, Pooling, Tap, WeightMode};
 use repatlas::compare::{self, CompareOptions, TapChoice};
+use repatlas::intervene::{self, InterventionOptions, VariantSet};
 use repatlas::metrics::{GridOptions, MetricSpec};
 use repatlas::{demo, plot, results};
 
@@ -36,6 +37,8 @@ enum Command {
     Compare(CompareArgs),
     /// Draw heatmaps and best-match plots from a results parquet.
     Plot(PlotArgs),
+    /// Swap, skip, shuffle or repeat blocks of a decoder and measure the change.
+    Intervene(IntervieneArgs),
     /// Run the main job: capture two models, compare them, write figures and parquet.
     Demo(DemoArgs),
 }
@@ -148,6 +151,47 @@ struct PlotArgs {
 }
 
 #[derive(Args)]
+struct IntervieneArgs {
+    /// GGUF decoder model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Short model name for tables and figures (default: file stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Stimulus file: JSON lines with id, category and text.
+    #[arg(long)]
+    stimuli: PathBuf,
+    /// Use only the first N stimuli.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Variants, separated by ';': swap:I,J swap:adjacent swap:all skip:I skip:each
+    /// shuffle:START-END shuffle:scan repeat:I repeat:each (blocks are 0-based).
+    #[arg(long, value_delimiter = ';', required = true)]
+    variants: Vec<String>,
+    /// Seeds per shuffled range.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Top-1 agreement a shuffled range must keep to count as interchangeable.
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f64,
+    /// Step between start blocks of shuffle:scan windows.
+    #[arg(long, default_value_t = 1)]
+    scan_stride: usize,
+    /// Dequantize weights to f32 or keep them quantized.
+    #[arg(long, value_enum, default_value = "dequantize")]
+    weights: WeightMode,
+    /// Truncate each stimulus to this many tokens.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Padded token slots per batch.
+    #[arg(long, default_value_t = 2048)]
+    batch_tokens: usize,
+    /// Parquet file for the rows (one per variant and measure).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     #[command(flatten)]
     opts: demo::DemoArgs,
@@ -208,6 +252,7 @@ fn run(command: Command) -> Result<()> {
         Command::Capture(args) => run_capture(args),
         Command::Compare(args) => run_compare(args),
         Command::Plot(args) => run_plot(args),
+        Command::Intervene(args) => run_intervene(args),
         Command::Demo(args) => demo::run(&args.opts).map(|_| ()),
     }
 }
@@ -319,6 +364,37 @@ fn run_compare(args: CompareArgs) -> Result<()> {
             lock.flush()?;
         }
     }
+    Ok(())
+}
+
+fn run_intervene(args: IntervieneArgs) -> Result<()> {
+    let mut variants = Vec::new();
+    for spec in args
+        .variants
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        variants.push((spec.to_string(), spec.parse::<VariantSet>()?));
+    }
+    let opts = InterventionOptions {
+        model: args.model,
+        model_name: args.name,
+        stimuli: args.stimuli,
+        limit: args.limit,
+        weight_mode: args.weights,
+        variants,
+        seeds: args.seeds,
+        threshold: args.threshold,
+        scan_stride: args.scan_stride,
+        max_batch_tokens: args.batch_tokens,
+        max_tokens: args.max_tokens,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = intervene::run(&opts)?;
+    intervene::write_parquet(&report.rows, &args.out)?;
+    eprintln!("wrote {} rows to {}", report.rows.len(), args.out.display());
+    print!("{}", intervene::summary_text(&report));
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 pub mod capture;
 pub mod compare;
 pub mod demo;
+pub mod intervene;
 pub mod metrics;
 pub mod npy;
 pub mod plot;

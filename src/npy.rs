@@ -21,7 +21,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use ndarray::{Array2, ArrayD, ArrayView2, IxDyn, ShapeBuilder};
 use thiserror::Error;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -328,38 +328,18 @@ fn split_file<'b>(bytes: &'b [u8], path: &Path) -> Result<(String, &'b [u8]), Np
     Ok((header, &bytes[end..]))
 }
 
-/// Reads a 2-D `.npy` file as an f64 matrix (rows = stimuli).
-///
-/// 1-D and higher-dimensional arrays are rejected with a message that says
-/// how to reshape them. NaN and infinite values are returned as they are.
-pub fn read_npy(path: &Path) -> Result<Array2<f64>, NpyError> {
+/// Reads a `.npy` file of any shape: its shape and its values widened to
+/// f64, in C (row-major) order whatever the file's order.
+pub fn read_npy_values(path: &Path) -> Result<(Vec<usize>, Vec<f64>), NpyError> {
     let bytes = fs::read(path).map_err(|source| NpyError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let (header_text, data) = split_file(&bytes, path)?;
     let header = parse_header(&header_text, path)?;
-    let (rows, cols) = match header.shape[..] {
-        [rows, cols] => (rows, cols),
-        [_] => {
-            return Err(NpyError::NotMatrix {
-                path: path.to_path_buf(),
-                shape: header.shape,
-                fix: "a single vector is one stimulus or one feature; save x.reshape(-1, 1) \
-                      for one feature per stimulus or x.reshape(1, -1) for one stimulus",
-            })
-        }
-        _ => {
-            return Err(NpyError::NotMatrix {
-                path: path.to_path_buf(),
-                shape: header.shape,
-                fix: "pool or reshape to (n_stimuli, n_features) first, e.g. \
-                      x.reshape(x.shape[0], -1)",
-            })
-        }
-    };
     let size = header.element.size();
-    let expected = rows * cols * size;
+    let count: usize = header.shape.iter().product();
+    let expected = count * size;
     if data.len() < expected {
         return Err(NpyError::Truncated {
             path: path.to_path_buf(),
@@ -371,9 +351,41 @@ pub fn read_npy(path: &Path) -> Result<Array2<f64>, NpyError> {
         .chunks_exact(size)
         .map(|b| header.element.decode(b))
         .collect();
-    let shape = (rows, cols).set_f(header.fortran_order);
-    let array = Array2::from_shape_vec(shape, values).expect("the length matches the shape");
-    Ok(array.as_standard_layout().into_owned())
+    if !header.fortran_order || header.shape.len() < 2 {
+        return Ok((header.shape, values));
+    }
+    let shape = IxDyn(&header.shape).f();
+    let array = ArrayD::from_shape_vec(shape, values).expect("the length matches the shape");
+    let c_order: Vec<f64> = array.iter().copied().collect();
+    Ok((header.shape, c_order))
+}
+
+/// Reads a 2-D `.npy` file as an f64 matrix (rows = stimuli).
+///
+/// 1-D and higher-dimensional arrays are rejected with a message that says
+/// how to reshape them. NaN and infinite values are returned as they are.
+pub fn read_npy(path: &Path) -> Result<Array2<f64>, NpyError> {
+    let (shape, values) = read_npy_values(path)?;
+    let (rows, cols) = match shape[..] {
+        [rows, cols] => (rows, cols),
+        [_] => {
+            return Err(NpyError::NotMatrix {
+                path: path.to_path_buf(),
+                shape,
+                fix: "a single vector is one stimulus or one feature; save x.reshape(-1, 1) \
+                      for one feature per stimulus or x.reshape(1, -1) for one stimulus",
+            })
+        }
+        _ => {
+            return Err(NpyError::NotMatrix {
+                path: path.to_path_buf(),
+                shape,
+                fix: "pool or reshape to (n_stimuli, n_features) first, e.g. \
+                      x.reshape(x.shape[0], -1)",
+            })
+        }
+    };
+    Ok(Array2::from_shape_vec((rows, cols), values).expect("the length matches the shape"))
 }
 
 /// Writes `a` as a version 1.0, little-endian f64, C-order `.npy` file.

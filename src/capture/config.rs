@@ -22,6 +22,11 @@ impl Arch {
         match name {
             "llama" => Ok(Self::Llama),
             "qwen2" => Ok(Self::Qwen2),
+            "bert" | "nomic-bert" | "jina-bert-v2" | "t5encoder" => {
+                Err(CaptureError::EncoderOnly {
+                    arch: name.to_string(),
+                })
+            }
             other => Err(CaptureError::UnsupportedArch {
                 arch: other.to_string(),
                 supported: "llama, qwen2",

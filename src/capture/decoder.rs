@@ -216,6 +216,14 @@ pub struct Hidden {
     pub final_norm: Tensor,
 }
 
+/// Batch-level inputs of the blocks, computed once per batch.
+pub struct Prepared {
+    /// Token embeddings `batch pos d_model`.
+    pub embeddings: Tensor,
+    mask: Tensor,
+    rope: (Tensor, Tensor),
+}
+
 /// A llama-family decoder (llama, qwen2) with per-layer taps.
 pub struct Decoder {
     config: DecoderConfig,
@@ -333,14 +341,23 @@ impl Decoder {
         self.embed_tokens.shape().dims()[0]
     }
 
+    /// Computes the batch-level inputs every block needs: the embeddings,
+    /// the attention mask and the RoPE tables.
+    pub fn prepare(&self, batch: &Batch) -> CResult<Prepared> {
+        let ids = Tensor::from_vec(batch.ids.clone(), (batch.size(), batch.len()), &self.device)?;
+        let embeddings = self.embed_tokens.embedding(&ids)?.to_dtype(DType::F32)?;
+        Ok(Prepared {
+            embeddings,
+            mask: self.attention_mask(batch)?,
+            rope: self.rotary.tables(&batch.positions, &self.device)?,
+        })
+    }
+
     /// Runs the blocks in `order` (block indices, repeats allowed; the plain
     /// forward is `0..n_layers`) and keeps the requested taps.
     pub fn forward(&self, batch: &Batch, order: &[usize], taps: &[Tap]) -> CResult<Hidden> {
-        let ids = Tensor::from_vec(batch.ids.clone(), (batch.size(), batch.len()), &self.device)?;
-        let mut xs = self.embed_tokens.embedding(&ids)?.to_dtype(DType::F32)?;
-        let mask = self.attention_mask(batch)?;
-        let rope = self.rotary.tables(&batch.positions, &self.device)?;
-
+        let prepared = self.prepare(batch)?;
+        let mut xs = prepared.embeddings.clone();
         let keep = |tap: Tap| taps.contains(&tap);
         let mut hidden = Hidden {
             resid_post: vec![xs.clone()],
@@ -350,7 +367,7 @@ impl Decoder {
             final_norm: xs.clone(),
         };
         for &i in order {
-            let acts = self.layers[i].forward(&xs, &mask, &self.rotary, &rope)?;
+            let acts = self.layers[i].forward(&xs, &prepared.mask, &self.rotary, &prepared.rope)?;
             if keep(Tap::ResidMid) {
                 hidden.resid_mid.push(acts.resid_mid);
             }
@@ -365,6 +382,36 @@ impl Decoder {
         }
         hidden.final_norm = self.norm.forward(&xs)?;
         Ok(hidden)
+    }
+
+    /// Continues a forward from the residual stream `xs` through `blocks`
+    /// and returns the final-norm output. Interventions use it to reuse the
+    /// unchanged prefix of the plain forward.
+    pub fn forward_from(
+        &self,
+        prepared: &Prepared,
+        xs: &Tensor,
+        blocks: &[usize],
+    ) -> CResult<Tensor> {
+        let mut xs = xs.clone();
+        for &i in blocks {
+            xs = self.layers[i]
+                .forward(&xs, &prepared.mask, &self.rotary, &prepared.rope)?
+                .resid_post;
+        }
+        self.norm.forward(&xs)
+    }
+
+    /// Runs block `block` on the residual stream `xs` and returns its output.
+    pub fn forward_from_raw(
+        &self,
+        prepared: &Prepared,
+        xs: &Tensor,
+        block: usize,
+    ) -> CResult<Tensor> {
+        Ok(self.layers[block]
+            .forward(xs, &prepared.mask, &self.rotary, &prepared.rope)?
+            .resid_post)
     }
 
     /// Next-token logits `batch pos vocab` from final-norm hidden states.

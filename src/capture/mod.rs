@@ -38,6 +38,8 @@ pub enum CaptureError {
         arch: String,
         supported: &'static str,
     },
+    #[error("architecture {arch:?} is an encoder: it has no decoder forward or next-token distribution here; use a decoder model (llama, qwen2)")]
+    EncoderOnly { arch: String },
     #[error("{file}: metadata key {key} is missing; the file is not a complete model description")]
     MissingConfigKey { file: String, key: String },
     #[error("{file}: invalid model configuration: {message}")]

@@ -21,7 +21,8 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::linalg::{
-    centre_columns, dot_slices, double_centre, frobenius_dot, gram, select_rows, select_square,
+    centre_columns, dot_slices, double_centre, frobenius_dot, gram, pairwise_squared_distances,
+    select_rows, select_square,
 };
 use super::MetricError;
 
@@ -70,7 +71,7 @@ impl CentredKernel {
         layer: &str,
         metric: &str,
     ) -> Result<Self, MetricError> {
-        let sq = squared_distances(x);
+        let sq = pairwise_squared_distances(x);
         let median = upper_triangle_median(sq.view());
         if median <= 0.0 {
             return Err(MetricError::Undefined {
@@ -206,26 +207,6 @@ fn dot_vec(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
         (Some(sa), Some(sb)) => dot_slices(sa, sb),
         _ => a.dot(b),
     }
-}
-
-/// Returns the squared Euclidean distances between the rows of `x`, from
-/// the Gram expansion of the column-centred rows (distances do not change
-/// under centring, and centring reduces cancellation). The diagonal is 0
-/// and negative rounding is clipped to 0.
-pub(crate) fn squared_distances(x: ArrayView2<f64>) -> Array2<f64> {
-    let xc = centre_columns(x);
-    let g = gram(xc.view());
-    let norms = g.diag().to_owned();
-    let n = g.nrows();
-    let mut d = Array2::zeros((n, n));
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let v = (norms[i] + norms[j] - 2.0 * g[[i, j]]).max(0.0);
-            d[[i, j]] = v;
-            d[[j, i]] = v;
-        }
-    }
-    d
 }
 
 /// Returns the median of the strict upper triangle (`i < j`) of `d`,

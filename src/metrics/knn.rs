@@ -80,6 +80,12 @@ impl NeighbourLayer {
         (&self.index[range.clone()], &self.similarity[range])
     }
 
+    /// The neighbour indices of stimulus `i`, ascending.
+    #[cfg(test)]
+    pub(crate) fn neighbours_of(&self, i: usize) -> &[u32] {
+        self.row(i).0
+    }
+
     /// Mean over stimuli of `|N_x(i) ∩ N_y(i)| / k`.
     pub(crate) fn mutual_knn(&self, other: &NeighbourLayer) -> f64 {
         let n = self.n();
@@ -110,7 +116,11 @@ impl NeighbourLayer {
     /// `j` is a neighbour of `i` in both layers (so `M` need not be
     /// symmetric) and `K`, `L` are the cosine kernels. The term
     /// `tr(K̃L̃) = Σ_ij M_ij K_ij M_ji L_ji` counts pairs that are mutual
-    /// in both directions, as in the reference code of Huh et al.
+    /// in both directions, and `1ᵀK̃L̃1` pairs column sums of `M∘K` with row
+    /// sums of `M∘L`, as in the reference code of Huh et al.
+    /// (minyoungg/platonic-rep `metrics.py`, `cknna` with `unbiased=True`).
+    /// Because `M` is not symmetric, that last term, and so CKNNA, changes
+    /// slightly when the two layers are swapped.
     fn masked_hsic(&self, other: &NeighbourLayer) -> f64 {
         let n = self.n();
         let mask: Vec<Vec<(u32, f64, f64)>> = (0..n)

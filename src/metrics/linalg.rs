@@ -5,6 +5,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
+use rayon::prelude::*;
 
 use super::MetricError;
 
@@ -68,6 +69,54 @@ pub(crate) fn dot_slices(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Returns `Σ (a[i] - b[i])²`, with four partial sums so the loop
+/// vectorises.
+pub(crate) fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f64; 4];
+    let chunks_a = a.chunks_exact(4);
+    let chunks_b = b.chunks_exact(4);
+    let tail: f64 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for lane in 0..4 {
+            let d = ca[lane] - cb[lane];
+            acc[lane] += d * d;
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Returns the matrix of squared Euclidean distances between the rows of
+/// `x`, from the differences themselves (not the Gram expansion, whose
+/// cancellation would break exact ties). Rows run in parallel.
+pub(crate) fn pairwise_squared_distances(x: ArrayView2<f64>) -> Array2<f64> {
+    let x = x.as_standard_layout();
+    let n = x.nrows();
+    let rows: Vec<&[f64]> = x
+        .rows()
+        .into_iter()
+        .map(|r| r.to_slice().expect("standard layout rows are contiguous"))
+        .collect();
+    let upper: Vec<Vec<f64>> = (0..n)
+        .into_par_iter()
+        .map(|i| ((i + 1)..n).map(|j| squared_distance(rows[i], rows[j])).collect())
+        .collect();
+    let mut d = Array2::zeros((n, n));
+    for (i, values) in upper.iter().enumerate() {
+        for (offset, &v) in values.iter().enumerate() {
+            let j = i + 1 + offset;
+            d[[i, j]] = v;
+            d[[j, i]] = v;
+        }
+    }
+    d
 }
 
 /// Returns the Frobenius inner product `Σ a_ij b_ij` of two matrices of

@@ -11,7 +11,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::linalg::{centre_columns, gram, normalise_rows};
+use super::linalg::{gram, normalise_rows, pairwise_squared_distances};
 use super::rank::{average_ranks, dense_ranks, kendall_tau_a, order_by_rank};
 use super::spec::{RdmComparison, RdmMethod};
 use super::MetricError;
@@ -88,15 +88,8 @@ pub(crate) fn rdm_vector(
             gram(z.view()).mapv(|c| 1.0 - c)
         }
         RdmMethod::Euclidean => {
-            let xc = centre_columns(x);
-            let g = gram(xc.view());
             let p = x.ncols() as f64;
-            let norms = g.diag().to_owned();
-            let mut d = g;
-            for ((i, j), v) in d.indexed_iter_mut() {
-                *v = ((norms[i] + norms[j] - 2.0 * *v) / p).max(0.0);
-            }
-            d
+            pairwise_squared_distances(x) / p
         }
     };
     let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);

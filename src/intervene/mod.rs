@@ -1,0 +1,646 @@
+//! Layer interventions: run a decoder with its blocks swapped, skipped,
+//! shuffled or repeated, and measure how its next-token predictions and
+//! final hidden states change.
+//!
+//! [`run`] makes one plain forward per batch and caches its residual stream
+//! after every block, its final-norm output and its next-token log-probs.
+//! Each [`Variant`] then reuses the cached stream up to the first block
+//! whose position it changes, runs the rest of its order, and is compared
+//! with the cache over every valid token position:
+//!
+//! - `kl`: mean KL(original || variant) of the next-token distributions;
+//! - `top1_agreement`: share of positions whose arg-max token is unchanged;
+//! - `delta_nll`: mean negative log-likelihood of the stimulus's own next
+//!   tokens (positions 0..len-1), variant minus original;
+//! - `linear_cka_final`: linear CKA between the final-norm token vectors.
+//!
+//! The model's weights are loaded once and shared by every variant.
+
+mod variant;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, D};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use log::info;
+use ndarray::Array2;
+use serde::Serialize;
+
+pub use variant::{Variant, VariantError, VariantSet};
+
+use crate::capture::batch::{plan_batches, Batch, Padding};
+use crate::capture::config::DecoderConfig;
+use crate::capture::decoder::{Decoder, Prepared};
+use crate::capture::tokenizer::ModelTokenizer;
+use crate::capture::weights::{GgufWeights, WeightMode};
+use crate::capture::CaptureError;
+use crate::metrics::MetricSpec;
+use crate::stimuli::StimulusSet;
+
+/// Names of the measures, in output order.
+pub const MEASURES: [&str; 4] = ["kl", "top1_agreement", "delta_nll", "linear_cka_final"];
+
+/// Errors of an intervention run.
+#[derive(Debug, thiserror::Error)]
+pub enum InterventionError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Variant(#[from] VariantError),
+    #[error(transparent)]
+    Metric(#[from] crate::metrics::MetricError),
+    #[error(transparent)]
+    Stimuli(#[from] crate::stimuli::StimuliError),
+    #[error("no variants given; name at least one, e.g. swap:adjacent")]
+    NoVariants,
+    #[error("threshold {0} is outside 0..=1")]
+    Threshold(f64),
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+impl From<candle_core::Error> for InterventionError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Capture(CaptureError::Candle(e))
+    }
+}
+
+/// Settings of an intervention run.
+#[derive(Debug, Clone)]
+pub struct InterventionOptions {
+    pub model: PathBuf,
+    pub model_name: Option<String>,
+    pub stimuli: PathBuf,
+    pub limit: Option<usize>,
+    pub weight_mode: WeightMode,
+    pub variants: Vec<(String, VariantSet)>,
+    /// Seeds per shuffled range.
+    pub seeds: u64,
+    /// Top-1 agreement a shuffled range must keep to count as interchangeable.
+    pub threshold: f64,
+    /// Width step of `shuffle:scan` windows' start positions (1 = every start).
+    pub scan_stride: usize,
+    pub max_batch_tokens: usize,
+    pub max_tokens: usize,
+    pub progress: bool,
+}
+
+/// One output row: a variant and one of its measures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InterventionRow {
+    pub model: String,
+    pub kind: String,
+    pub i: Option<u32>,
+    pub j: Option<u32>,
+    pub seed: Option<u64>,
+    /// The block order that ran, comma-separated.
+    pub order: String,
+    pub measure: String,
+    pub value: f64,
+    pub n_blocks: u32,
+    pub n_stimuli: u64,
+    pub n_tokens: u64,
+}
+
+/// The widest shuffled range that kept top-1 agreement above the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShuffleSummary {
+    pub start: usize,
+    pub end: usize,
+    /// Mean top-1 agreement over the range's seeds.
+    pub top1_agreement: f64,
+    pub n_seeds: usize,
+}
+
+/// Everything an intervention run produced.
+#[derive(Debug, Clone)]
+pub struct InterventionReport {
+    pub model: String,
+    pub n_blocks: usize,
+    pub rows: Vec<InterventionRow>,
+    pub widest_shuffle: Option<ShuffleSummary>,
+    pub threshold: f64,
+}
+
+/// The four measures of one variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measures {
+    pub kl: f64,
+    pub top1_agreement: f64,
+    pub delta_nll: f64,
+    pub linear_cka_final: f64,
+}
+
+/// The cached plain forward of one batch.
+struct BatchCache {
+    batch: Batch,
+    prepared: Prepared,
+    /// `resid_post[k]`: residual stream before block k (k = 0 is the embedding).
+    resid: Vec<Tensor>,
+    /// Log-probs of valid positions, `tokens vocab`, row-major.
+    log_probs: Vec<f32>,
+    /// Arg-max token of each valid position.
+    top1: Vec<u32>,
+    /// Next token of each valid position (None at a stimulus's last token).
+    targets: Vec<Option<u32>>,
+    /// Final-norm vectors of valid positions, `tokens d_model`.
+    final_rows: Vec<f32>,
+}
+
+/// A loaded model with its stimuli and the cached plain forward.
+pub struct Experiment {
+    decoder: Decoder,
+    caches: Vec<BatchCache>,
+    model: String,
+    n_stimuli: usize,
+    n_tokens: usize,
+    vocab: usize,
+    d_model: usize,
+    original_nll: f64,
+}
+
+impl Experiment {
+    /// Loads the model with its LM head and caches the plain forward.
+    pub fn new(opts: &InterventionOptions) -> Result<Self, InterventionError> {
+        let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
+        let mut weights = GgufWeights::open(&opts.model, opts.weight_mode, &Device::Cpu)?;
+        // Validates the architecture first: an encoder has no next-token head.
+        DecoderConfig::from_gguf(weights.content(), &opts.model.display().to_string())?;
+        let tokenizer = ModelTokenizer::from_gguf(weights.content()).map_err(CaptureError::from)?;
+        let decoder = Decoder::from_gguf(&mut weights, true)?;
+        let model = opts.model_name.clone().unwrap_or_else(|| stem(&opts.model));
+
+        let mut tokens = Vec::with_capacity(stimuli.len());
+        for s in &stimuli.stimuli {
+            let mut ids = tokenizer.encode(&s.text).map_err(CaptureError::from)?;
+            ids.truncate(opts.max_tokens.max(1));
+            if ids.is_empty() {
+                return Err(CaptureError::EmptyTokens { id: s.id.clone() }.into());
+            }
+            tokens.push(ids);
+        }
+        let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
+        let pad = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
+        let mut experiment = Self {
+            vocab: decoder.vocab_size(),
+            d_model: decoder.config().hidden_size,
+            decoder,
+            caches: Vec::new(),
+            model,
+            n_stimuli: stimuli.len(),
+            n_tokens: lengths.iter().sum(),
+            original_nll: 0.0,
+        };
+        for rows in plan_batches(&lengths, opts.max_batch_tokens, 64) {
+            let seqs: Vec<(usize, &[u32])> =
+                rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
+            let batch = Batch::new(&seqs, pad, Padding::Right, |_| false);
+            let cache = experiment.cache_batch(batch)?;
+            experiment.caches.push(cache);
+        }
+        let (nll_sum, nll_count) = experiment
+            .caches
+            .iter()
+            .map(|c| nll(&c.log_probs, &c.targets, experiment.vocab))
+            .fold((0.0, 0usize), |acc, x| (acc.0 + x.0, acc.1 + x.1));
+        experiment.original_nll = nll_sum / nll_count.max(1) as f64;
+        info!(
+            "{}: {} stimuli, {} tokens, original mean NLL {:.4}",
+            experiment.model, experiment.n_stimuli, experiment.n_tokens, experiment.original_nll
+        );
+        Ok(experiment)
+    }
+
+    pub fn n_blocks(&self) -> usize {
+        self.decoder.n_layers()
+    }
+
+    fn cache_batch(&self, batch: Batch) -> Result<BatchCache, InterventionError> {
+        let prepared = self.decoder.prepare(&batch)?;
+        let n = self.decoder.n_layers();
+        let mut resid = vec![prepared.embeddings.clone()];
+        for k in 0..n {
+            let next = self.decoder.forward_from_raw(&prepared, &resid[k], k)?;
+            resid.push(next);
+        }
+        let final_norm = self.decoder.forward_from(&prepared, &resid[n], &[])?;
+        let (log_probs, top1) = self.log_probs(&final_norm, &batch)?;
+        let mut targets = Vec::with_capacity(batch.n_tokens());
+        for r in 0..batch.size() {
+            let range = batch.valid_range(r);
+            let ids = &batch.ids[r * batch.len()..(r + 1) * batch.len()];
+            for s in range.clone() {
+                targets.push(if s + 1 < range.end {
+                    Some(ids[s + 1])
+                } else {
+                    None
+                });
+            }
+        }
+        let final_rows = valid_rows(&final_norm, &batch)?;
+        Ok(BatchCache {
+            batch,
+            prepared,
+            resid,
+            log_probs,
+            top1,
+            targets,
+            final_rows,
+        })
+    }
+
+    /// Log-softmax of the next-token logits at valid positions, and the
+    /// arg-max token of each.
+    fn log_probs(
+        &self,
+        final_norm: &Tensor,
+        batch: &Batch,
+    ) -> Result<(Vec<f32>, Vec<u32>), InterventionError> {
+        let logits = self.decoder.logits(final_norm)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let rows = valid_rows(&log_probs, batch)?;
+        let top1 = rows
+            .chunks_exact(self.vocab)
+            .map(|row| argmax(row) as u32)
+            .collect();
+        Ok((rows, top1))
+    }
+
+    /// Runs one variant over every batch and measures it against the plain
+    /// forward.
+    pub fn measure(&self, variant: &Variant) -> Result<Measures, InterventionError> {
+        let n = self.n_blocks();
+        let order = variant.order(n);
+        // Blocks before the first changed position see exactly the plain
+        // stream, so the cached stream is reused up to there.
+        let prefix = order
+            .iter()
+            .enumerate()
+            .take_while(|(k, &b)| *k == b && *k < n)
+            .count();
+        let (mut kl_sum, mut agree, mut nll_sum, mut nll_count, mut count) =
+            (0f64, 0usize, 0f64, 0usize, 0usize);
+        let mut original_rows = Vec::with_capacity(self.n_tokens * self.d_model);
+        let mut variant_rows = Vec::with_capacity(self.n_tokens * self.d_model);
+        for cache in &self.caches {
+            let final_norm = self.decoder.forward_from(
+                &cache.prepared,
+                &cache.resid[prefix],
+                &order[prefix..],
+            )?;
+            let (log_probs, top1) = self.log_probs(&final_norm, &cache.batch)?;
+            for (p, (orig, var)) in cache
+                .log_probs
+                .chunks_exact(self.vocab)
+                .zip(log_probs.chunks_exact(self.vocab))
+                .enumerate()
+            {
+                kl_sum += kl(orig, var);
+                agree += usize::from(cache.top1[p] == top1[p]);
+                count += 1;
+            }
+            let (s, c) = nll(&log_probs, &cache.targets, self.vocab);
+            nll_sum += s;
+            nll_count += c;
+            original_rows.extend_from_slice(&cache.final_rows);
+            variant_rows.extend(valid_rows(&final_norm, &cache.batch)?);
+        }
+        let to_matrix = |rows: Vec<f32>| {
+            Array2::from_shape_vec(
+                (self.n_tokens, self.d_model),
+                rows.into_iter().map(f64::from).collect(),
+            )
+            .expect("rows match the token count")
+        };
+        let cka: MetricSpec = "linear_cka".parse()?;
+        let linear_cka_final = cka.compute(
+            to_matrix(original_rows).view(),
+            to_matrix(variant_rows).view(),
+        )?;
+        Ok(Measures {
+            kl: kl_sum / count.max(1) as f64,
+            top1_agreement: agree as f64 / count.max(1) as f64,
+            delta_nll: nll_sum / nll_count.max(1) as f64 - self.original_nll,
+            linear_cka_final,
+        })
+    }
+
+    fn rows_for(&self, variant: &Variant, m: &Measures) -> Vec<InterventionRow> {
+        let order = variant.order(self.n_blocks());
+        let order = order
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let values = [m.kl, m.top1_agreement, m.delta_nll, m.linear_cka_final];
+        MEASURES
+            .iter()
+            .zip(values)
+            .map(|(measure, value)| InterventionRow {
+                model: self.model.clone(),
+                kind: variant.kind().into(),
+                i: variant.i(),
+                j: variant.j(),
+                seed: variant.seed(),
+                order: order.clone(),
+                measure: (*measure).into(),
+                value,
+                n_blocks: self.n_blocks() as u32,
+                n_stimuli: self.n_stimuli as u64,
+                n_tokens: self.n_tokens as u64,
+            })
+            .collect()
+    }
+}
+
+/// Runs every requested variant and summarises the shuffles.
+pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, InterventionError> {
+    if opts.variants.is_empty() {
+        return Err(InterventionError::NoVariants);
+    }
+    if !(0.0..=1.0).contains(&opts.threshold) {
+        return Err(InterventionError::Threshold(opts.threshold));
+    }
+    let experiment = Experiment::new(opts)?;
+    let n = experiment.n_blocks();
+    let mut fixed = Vec::new();
+    let mut scan = false;
+    for (spec, set) in &opts.variants {
+        if *set == VariantSet::ShuffleScan {
+            scan = true;
+        }
+        fixed.extend(set.expand(n, opts.seeds.max(1), spec)?);
+    }
+    let bar = progress(opts.progress, fixed.len() as u64);
+    let mut rows = Vec::new();
+    let mut shuffles: Vec<(Variant, f64)> = Vec::new();
+    for variant in &fixed {
+        let m = experiment.measure(variant)?;
+        if matches!(variant, Variant::Shuffle { .. }) {
+            shuffles.push((variant.clone(), m.top1_agreement));
+        }
+        rows.extend(experiment.rows_for(variant, &m));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if scan {
+        scan_shuffles(&experiment, opts, &mut rows, &mut shuffles)?;
+    }
+    Ok(InterventionReport {
+        model: experiment.model.clone(),
+        n_blocks: n,
+        rows,
+        widest_shuffle: widest_shuffle(&shuffles, opts.threshold),
+        threshold: opts.threshold,
+    })
+}
+
+/// A short text summary: skip and swap extremes, and the widest shuffled
+/// range that stayed above the threshold.
+pub fn summary_text(report: &InterventionReport) -> String {
+    let mut out = String::new();
+    let n = report.n_blocks;
+    let top1 = |kind: &str| -> Vec<&InterventionRow> {
+        report
+            .rows
+            .iter()
+            .filter(|r| r.kind == kind && r.measure == "top1_agreement")
+            .collect()
+    };
+    let skips = top1("skip");
+    if !skips.is_empty() {
+        let worst = skips
+            .iter()
+            .min_by(|a, b| a.value.total_cmp(&b.value))
+            .expect("non-empty");
+        let best = skips
+            .iter()
+            .max_by(|a, b| a.value.total_cmp(&b.value))
+            .expect("non-empty");
+        out.push_str(&format!(
+            "{}: skipping block {} hurts most (top-1 agreement {:.3}); skipping block {} least ({:.3})\n",
+            report.model,
+            worst.i.unwrap_or(0),
+            worst.value,
+            best.i.unwrap_or(0),
+            best.value
+        ));
+    }
+    let swaps = top1("swap");
+    if !swaps.is_empty() {
+        let mean = swaps.iter().map(|r| r.value).sum::<f64>() / swaps.len() as f64;
+        out.push_str(&format!(
+            "{}: {} swaps, mean top-1 agreement {mean:.3}\n",
+            report.model,
+            swaps.len()
+        ));
+    }
+    match &report.widest_shuffle {
+        Some(s) => out.push_str(&format!(
+            "{}: widest shuffled range above top-1 agreement {:.2}: blocks {}-{} ({} of {n} blocks, depth {:.2}-{:.2}), agreement {:.3} over {} seeds\n",
+            report.model,
+            report.threshold,
+            s.start,
+            s.end,
+            s.end - s.start + 1,
+            s.start as f64 / n as f64,
+            (s.end + 1) as f64 / n as f64,
+            s.top1_agreement,
+            s.n_seeds
+        )),
+        None if !top1("shuffle").is_empty() => out.push_str(&format!(
+            "{}: no shuffled range kept top-1 agreement above {:.2}\n",
+            report.model, report.threshold
+        )),
+        None => {}
+    }
+    out
+}
+
+/// Shuffles contiguous ranges of width 2, 3, ... and stops after the first
+/// width at which no range keeps mean top-1 agreement above the threshold.
+fn scan_shuffles(
+    experiment: &Experiment,
+    opts: &InterventionOptions,
+    rows: &mut Vec<InterventionRow>,
+    shuffles: &mut Vec<(Variant, f64)>,
+) -> Result<(), InterventionError> {
+    let n = experiment.n_blocks();
+    let stride = opts.scan_stride.max(1);
+    for width in 2..=n {
+        let mut any_pass = false;
+        let starts: Vec<usize> = (0..=n - width).step_by(stride).collect();
+        for start in starts {
+            let end = start + width - 1;
+            let mut sum = 0.0;
+            for seed in 0..opts.seeds.max(1) {
+                let variant = Variant::Shuffle { start, end, seed };
+                let m = experiment.measure(&variant)?;
+                sum += m.top1_agreement;
+                shuffles.push((variant.clone(), m.top1_agreement));
+                rows.extend(experiment.rows_for(&variant, &m));
+            }
+            any_pass |= sum / opts.seeds.max(1) as f64 >= opts.threshold;
+        }
+        info!(
+            "shuffle scan: width {width} {}",
+            if any_pass {
+                "has a range above the threshold"
+            } else {
+                "has none; stopping"
+            }
+        );
+        if !any_pass {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The widest range whose seeds' mean top-1 agreement is at least
+/// `threshold`; ties go to the higher agreement, then the earlier start.
+pub fn widest_shuffle(shuffles: &[(Variant, f64)], threshold: f64) -> Option<ShuffleSummary> {
+    let mut ranges: Vec<((usize, usize), Vec<f64>)> = Vec::new();
+    for (variant, top1) in shuffles {
+        if let Variant::Shuffle { start, end, .. } = *variant {
+            match ranges.iter_mut().find(|(r, _)| *r == (start, end)) {
+                Some((_, values)) => values.push(*top1),
+                None => ranges.push(((start, end), vec![*top1])),
+            }
+        }
+    }
+    ranges
+        .into_iter()
+        .map(|((start, end), v)| ShuffleSummary {
+            start,
+            end,
+            top1_agreement: v.iter().sum::<f64>() / v.len() as f64,
+            n_seeds: v.len(),
+        })
+        .filter(|s| s.top1_agreement >= threshold)
+        .max_by(|a, b| {
+            (a.end - a.start)
+                .cmp(&(b.end - b.start))
+                .then(a.top1_agreement.total_cmp(&b.top1_agreement))
+                .then(b.start.cmp(&a.start))
+        })
+}
+
+/// KL(p || q) of two log-probability rows, in nats.
+fn kl(log_p: &[f32], log_q: &[f32]) -> f64 {
+    log_p
+        .iter()
+        .zip(log_q)
+        .map(|(&lp, &lq)| {
+            let lp = f64::from(lp);
+            lp.exp() * (lp - f64::from(lq))
+        })
+        .sum()
+}
+
+/// Sum and count of -log p(next token) over positions that have one.
+fn nll(log_probs: &[f32], targets: &[Option<u32>], vocab: usize) -> (f64, usize) {
+    let mut sum = 0.0;
+    let mut count = 0;
+    for (row, target) in log_probs.chunks_exact(vocab).zip(targets) {
+        if let Some(t) = target {
+            sum -= f64::from(row[*t as usize]);
+            count += 1;
+        }
+    }
+    (sum, count)
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = k;
+        }
+    }
+    best
+}
+
+/// Valid positions of a `batch pos width` tensor, row-major.
+fn valid_rows(t: &Tensor, batch: &Batch) -> candle_core::Result<Vec<f32>> {
+    let (_, pos, width) = t.dims3()?;
+    let all: Vec<f32> = t.flatten_all()?.to_vec1()?;
+    let mut out = Vec::with_capacity(batch.n_tokens() * width);
+    for r in 0..batch.size() {
+        let range = batch.valid_range(r);
+        out.extend_from_slice(&all[(r * pos + range.start) * width..(r * pos + range.end) * width]);
+    }
+    Ok(out)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+fn progress(enabled: bool, total: u64) -> ProgressBar {
+    let target = if enabled {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} intervene [{bar:30}] {pos}/{len} variants eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Writes the rows as parquet, atomically.
+pub fn write_parquet(rows: &[InterventionRow], path: &Path) -> Result<(), InterventionError> {
+    use polars::prelude::*;
+    let err = |e: PolarsError| InterventionError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let strings = |f: fn(&InterventionRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let columns = vec![
+        Column::new("model".into(), strings(|r| r.model.clone())),
+        Column::new("kind".into(), strings(|r| r.kind.clone())),
+        Column::new("i".into(), rows.iter().map(|r| r.i).collect::<Vec<_>>()),
+        Column::new("j".into(), rows.iter().map(|r| r.j).collect::<Vec<_>>()),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        ),
+        Column::new("order".into(), strings(|r| r.order.clone())),
+        Column::new("measure".into(), strings(|r| r.measure.clone())),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|r| r.value).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_blocks".into(),
+            rows.iter().map(|r| r.n_blocks).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_stimuli".into(),
+            rows.iter().map(|r| r.n_stimuli).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_tokens".into(),
+            rows.iter().map(|r| r.n_tokens).collect::<Vec<_>>(),
+        ),
+    ];
+    let mut df = DataFrame::new(rows.len(), columns).map_err(err)?;
+    let tmp = crate::capture::rundir::tmp_path(path);
+    let file = std::fs::File::create(&tmp).map_err(|e| InterventionError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    ParquetWriter::new(file).finish(&mut df).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| InterventionError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,280 @@
+//! Layer-order variants of a decoder: swap, skip, shuffle, repeat.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+
+/// One modified order of the blocks. Block indices are 0-based, as in
+/// `blocks.{b}` layer names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Variant {
+    /// The unmodified model.
+    Identity,
+    /// Blocks `i` and `j` exchange places.
+    Swap { i: usize, j: usize },
+    /// Block `i` is left out.
+    Skip { i: usize },
+    /// Blocks `start..=end` run in a random order drawn with `seed`.
+    Shuffle { start: usize, end: usize, seed: u64 },
+    /// Block `i` runs twice in a row.
+    Repeat { i: usize },
+}
+
+impl Variant {
+    /// The block order of this variant for a model of `n_blocks` blocks.
+    pub fn order(&self, n_blocks: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n_blocks).collect();
+        match *self {
+            Self::Identity => {}
+            Self::Swap { i, j } => order.swap(i, j),
+            Self::Skip { i } => {
+                order.remove(i);
+            }
+            Self::Shuffle { start, end, seed } => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                order[start..=end].shuffle(&mut rng);
+            }
+            Self::Repeat { i } => order.insert(i + 1, i),
+        }
+        order
+    }
+
+    /// The `kind` column: identity, swap, skip, shuffle or repeat.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Swap { .. } => "swap",
+            Self::Skip { .. } => "skip",
+            Self::Shuffle { .. } => "shuffle",
+            Self::Repeat { .. } => "repeat",
+        }
+    }
+
+    /// The `i` column: the block acted on, or the first of a pair or range.
+    pub fn i(&self) -> Option<u32> {
+        match *self {
+            Self::Identity => None,
+            Self::Swap { i, .. } | Self::Skip { i } | Self::Repeat { i } => Some(i as u32),
+            Self::Shuffle { start, .. } => Some(start as u32),
+        }
+    }
+
+    /// The `j` column: the second block of a swap, or the last of a range.
+    pub fn j(&self) -> Option<u32> {
+        match *self {
+            Self::Swap { j, .. } => Some(j as u32),
+            Self::Shuffle { end, .. } => Some(end as u32),
+            _ => None,
+        }
+    }
+
+    /// The `seed` column of shuffles.
+    pub fn seed(&self) -> Option<u64> {
+        match *self {
+            Self::Shuffle { seed, .. } => Some(seed),
+            _ => None,
+        }
+    }
+
+    /// The largest block index the variant names.
+    fn max_block(&self) -> Option<usize> {
+        match *self {
+            Self::Identity => None,
+            Self::Swap { i, j } => Some(i.max(j)),
+            Self::Skip { i } | Self::Repeat { i } => Some(i),
+            Self::Shuffle { end, .. } => Some(end),
+        }
+    }
+}
+
+/// Errors in a variant specification.
+#[derive(Debug, thiserror::Error)]
+pub enum VariantError {
+    #[error("invalid variant {spec:?}: {message}; write e.g. swap:3,4 swap:adjacent swap:all skip:5 skip:each shuffle:4-12 shuffle:scan repeat:5 repeat:each")]
+    Syntax { spec: String, message: String },
+    #[error("variant {spec:?} names block {block}, but the model has blocks 0..={max}")]
+    OutOfRange {
+        spec: String,
+        block: usize,
+        max: usize,
+    },
+    #[error("variant {spec:?} has an empty range: start {start} > end {end}")]
+    EmptyRange {
+        spec: String,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// A family of variants as written on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VariantSet {
+    Swap(usize, usize),
+    SwapAdjacent,
+    SwapAll,
+    Skip(usize),
+    SkipEach,
+    Shuffle(usize, usize),
+    /// Contiguous ranges of growing width, until none keeps top-1
+    /// agreement above the threshold.
+    ShuffleScan,
+    Repeat(usize),
+    RepeatEach,
+}
+
+impl std::str::FromStr for VariantSet {
+    type Err = VariantError;
+
+    fn from_str(spec: &str) -> Result<Self, VariantError> {
+        let syntax = |message: &str| VariantError::Syntax {
+            spec: spec.to_string(),
+            message: message.to_string(),
+        };
+        let index = |s: &str| -> Result<usize, VariantError> {
+            s.trim()
+                .parse()
+                .map_err(|_| syntax(&format!("{s:?} is not a block index")))
+        };
+        let (kind, arg) = spec.split_once(':').ok_or_else(|| syntax("missing ':'"))?;
+        match (kind.trim(), arg.trim()) {
+            ("swap", "adjacent") => Ok(Self::SwapAdjacent),
+            ("swap", "all") => Ok(Self::SwapAll),
+            ("swap", pair) => {
+                let (i, j) = pair
+                    .split_once(',')
+                    .ok_or_else(|| syntax("swap needs two blocks, i,j"))?;
+                Ok(Self::Swap(index(i)?, index(j)?))
+            }
+            ("skip", "each") => Ok(Self::SkipEach),
+            ("skip", i) => Ok(Self::Skip(index(i)?)),
+            ("shuffle", "scan") => Ok(Self::ShuffleScan),
+            ("shuffle", range) => {
+                let (a, b) = range
+                    .split_once('-')
+                    .ok_or_else(|| syntax("shuffle needs a range, start-end"))?;
+                let (start, end) = (index(a)?, index(b)?);
+                if start > end {
+                    return Err(VariantError::EmptyRange {
+                        spec: spec.to_string(),
+                        start,
+                        end,
+                    });
+                }
+                Ok(Self::Shuffle(start, end))
+            }
+            ("repeat", "each") => Ok(Self::RepeatEach),
+            ("repeat", i) => Ok(Self::Repeat(index(i)?)),
+            (other, _) => Err(syntax(&format!("unknown kind {other:?}"))),
+        }
+    }
+}
+
+impl VariantSet {
+    /// Expands the set for a model of `n_blocks` blocks (shuffles get
+    /// `seeds` seeds). `ShuffleScan` expands to nothing here: it is run
+    /// width by width.
+    pub fn expand(
+        &self,
+        n_blocks: usize,
+        seeds: u64,
+        spec: &str,
+    ) -> Result<Vec<Variant>, VariantError> {
+        let variants = match *self {
+            Self::Swap(i, j) => vec![Variant::Swap { i, j }],
+            Self::SwapAdjacent => (0..n_blocks.saturating_sub(1))
+                .map(|i| Variant::Swap { i, j: i + 1 })
+                .collect(),
+            Self::SwapAll => (0..n_blocks)
+                .flat_map(|i| (i + 1..n_blocks).map(move |j| Variant::Swap { i, j }))
+                .collect(),
+            Self::Skip(i) => vec![Variant::Skip { i }],
+            Self::SkipEach => (0..n_blocks).map(|i| Variant::Skip { i }).collect(),
+            Self::Shuffle(start, end) => (0..seeds)
+                .map(|seed| Variant::Shuffle { start, end, seed })
+                .collect(),
+            Self::ShuffleScan => Vec::new(),
+            Self::Repeat(i) => vec![Variant::Repeat { i }],
+            Self::RepeatEach => (0..n_blocks).map(|i| Variant::Repeat { i }).collect(),
+        };
+        for v in &variants {
+            if let Some(block) = v.max_block() {
+                if block >= n_blocks {
+                    return Err(VariantError::OutOfRange {
+                        spec: spec.to_string(),
+                        block,
+                        max: n_blocks - 1,
+                    });
+                }
+            }
+        }
+        Ok(variants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_twice_is_identity() {
+        let mut order: Vec<usize> = (0..8).collect();
+        let swapped = Variant::Swap { i: 2, j: 6 }.order(8);
+        for _ in 0..2 {
+            order.swap(2, 6);
+        }
+        assert_eq!(order, Variant::Identity.order(8));
+        assert_ne!(swapped, Variant::Identity.order(8));
+        // Applying the swap permutation to itself restores the order.
+        let twice: Vec<usize> = swapped.iter().map(|&k| swapped[k]).collect();
+        assert_eq!(twice, Variant::Identity.order(8));
+    }
+
+    #[test]
+    fn orders_of_each_kind() {
+        assert_eq!(Variant::Skip { i: 1 }.order(4), vec![0, 2, 3]);
+        assert_eq!(Variant::Repeat { i: 1 }.order(4), vec![0, 1, 1, 2, 3]);
+        assert_eq!(Variant::Swap { i: 3, j: 3 }.order(4), vec![0, 1, 2, 3]);
+        let shuffled = Variant::Shuffle {
+            start: 1,
+            end: 4,
+            seed: 7,
+        }
+        .order(6);
+        assert_eq!(shuffled[0], 0);
+        assert_eq!(shuffled[5], 5);
+        let mut middle = shuffled[1..5].to_vec();
+        middle.sort();
+        assert_eq!(middle, vec![1, 2, 3, 4]);
+        assert_eq!(
+            shuffled,
+            Variant::Shuffle {
+                start: 1,
+                end: 4,
+                seed: 7
+            }
+            .order(6),
+            "seeded"
+        );
+    }
+
+    #[test]
+    fn parse_and_expand_sets() {
+        let all: VariantSet = "swap:all".parse().unwrap();
+        assert_eq!(all.expand(5, 1, "swap:all").unwrap().len(), 10);
+        let adjacent: VariantSet = "swap:adjacent".parse().unwrap();
+        assert_eq!(adjacent.expand(5, 1, "swap:adjacent").unwrap().len(), 4);
+        let shuffle: VariantSet = "shuffle:1-3".parse().unwrap();
+        assert_eq!(shuffle.expand(5, 3, "shuffle:1-3").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn bad_specs_are_rejected() {
+        let out: VariantSet = "skip:9".parse().unwrap();
+        let err = out.expand(5, 1, "skip:9").unwrap_err().to_string();
+        assert!(err.contains("block 9") && err.contains("0..=4"), "{err}");
+        let err = "shuffle:6-2".parse::<VariantSet>().unwrap_err().to_string();
+        assert!(err.contains("empty range"), "{err}");
+        let err = "twist:1".parse::<VariantSet>().unwrap_err().to_string();
+        assert!(err.contains("twist"), "{err}");
+    }
+}

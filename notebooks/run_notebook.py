@@ -61,7 +61,7 @@ def reject_magics(sources, path):
 
 
 def run_cells(sources, path):
-    """Execute the cells in one namespace; return the 1-based number of the failed cell, or 0."""
+    """Execute the cells in one namespace and return the 1-based number of the failed cell, or 0."""
     namespace = {"__name__": "__main__", "__file__": str(path)}
     for number, source in enumerate(sources, start=1):
         try:

@@ -40,7 +40,7 @@ enum Command {
     /// Swap, skip, shuffle or repeat blocks of a decoder and measure the change.
     Intervene(IntervieneArgs),
     /// Run the main job: capture two models, compare them, write figures and parquet.
-    Demo(DemoArgs),
+    Demo(DemoCommand),
 }
 
 #[derive(Args)]
@@ -192,7 +192,7 @@ struct IntervieneArgs {
 }
 
 #[derive(Args)]
-struct DemoArgs {
+struct DemoCommand {
     #[command(flatten)]
     opts: demo::DemoArgs,
 }
@@ -413,4 +413,15 @@ fn run_plot(args: PlotArgs) -> Result<()> {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -69,7 +69,7 @@ pub enum ResultsError {
     /// A file operation failed.
     #[error("{action} {path} failed: {source}")]
     Io {
-        /// What was attempted, for example `creating`.
+        /// The attempted operation, for example `creating`.
         action: &'static str,
         /// The file or directory involved.
         path: PathBuf,
@@ -88,8 +88,8 @@ pub enum ResultsError {
     },
     /// A required column is absent.
     #[error(
-        "results file {path} has no column `{column}`: it was not written by \
-         repatlas or by a version with a different schema (see docs/results-schema.md)"
+        "column `{column}` is missing from results file {path}. Write the file with \
+         repatlas or add the column as described in docs/results-schema.md"
     )]
     MissingColumn {
         /// The parquet file.
@@ -99,8 +99,8 @@ pub enum ResultsError {
     },
     /// A column has an unexpected data type.
     #[error(
-        "column `{column}` of results file {path} has type {actual}, expected {expected} \
-         (see docs/results-schema.md)"
+        "column `{column}` of results file {path} has type {actual}, expected {expected}. \
+         Write the file with repatlas or cast the column (docs/results-schema.md lists the types)"
     )]
     ColumnType {
         /// The parquet file.
@@ -186,7 +186,7 @@ pub(crate) struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Reserves a temporary path in the directory of `target`; creates no file.
+    /// Reserves a temporary path in the directory of `target` without creating a file.
     pub(crate) fn new(target: &Path) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +207,7 @@ impl AtomicFile {
         }
     }
 
-    /// The temporary path to write to.
+    /// Returns the temporary path to write to.
     pub(crate) fn path(&self) -> &Path {
         &self.temp
     }
@@ -484,9 +484,9 @@ fn non_null<T>(
 /// Writes `rows` as JSON lines: one object per row with the fields of
 /// [`ResultRow`], `None` as `null`.
 ///
-/// JSON has no NaN or infinity, so a non-finite `value`, depth or bound is
-/// written as `null` (serde_json's behaviour) and does not parse back into
-/// a [`ResultRow`].
+/// JSON has no NaN or infinity, so serde_json writes a non-finite float as
+/// `null`. A line with a non-finite `value` or depth then fails to parse back
+/// into a [`ResultRow`], and a non-finite optional field parses back as `None`.
 pub fn write_jsonl(rows: &[ResultRow], out: &mut impl Write) -> Result<(), ResultsError> {
     for row in rows {
         serde_json::to_writer(&mut *out, row)?;
@@ -508,7 +508,8 @@ pub struct PairSummary {
     pub n_layers_a: usize,
     /// Number of distinct layers of B in the rows.
     pub n_layers_b: usize,
-    /// Mean over layers of A of the metric value of the best match.
+    /// Mean over layers of A of the metric value of the best match (NaN when
+    /// no layer of A has a non-NaN value).
     pub mean_best_match: f64,
     /// Pearson correlation between the relative depth of each layer of A and
     /// the relative depth of its best match in B (NaN with fewer than two
@@ -527,8 +528,8 @@ pub(crate) fn lower_is_better(metric_kind: &str) -> bool {
 /// best-matching layer of B for every layer of A.
 ///
 /// The best match is the maximum value for similarities and the minimum for
-/// distances (`metric_kind == "distance"`; any other kind counts as a
-/// similarity, and the first row of a group decides its kind). Ties go to the
+/// distances (`metric_kind == "distance"`). Any other kind counts as a
+/// similarity, and the first row of a group decides its kind. Ties go to the
 /// lower `layer_b`. NaN values are never a best match, and a layer of A whose
 /// values are all NaN is left out of `best_match`. Summaries are sorted by
 /// (model A, model B, metric).
@@ -544,13 +545,8 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<PairSummary> {
     }
     groups
         .into_iter()
-        .map(|((model_a, model_b, metric), group)| PairSummary {
-            model_a: model_a.to_owned(),
-            model_b: model_b.to_owned(),
-            metric: metric.to_owned(),
-            n_layers_a: count_distinct(group.iter().map(|r| r.layer_a)),
-            n_layers_b: count_distinct(group.iter().map(|r| r.layer_b)),
-            ..summarize_group(&group)
+        .map(|((model_a, model_b, metric), group)| {
+            summarize_group(model_a, model_b, metric, &group)
         })
         .collect()
 }
@@ -559,18 +555,22 @@ fn count_distinct(layers: impl Iterator<Item = u32>) -> usize {
     layers.collect::<std::collections::BTreeSet<_>>().len()
 }
 
-/// Computes the best-match fields of one group; names and counts are left empty.
-fn summarize_group(group: &[&ResultRow]) -> PairSummary {
+fn summarize_group(
+    model_a: &str,
+    model_b: &str,
+    metric: &str,
+    group: &[&ResultRow],
+) -> PairSummary {
     let best = best_rows(group);
     let values: Vec<f64> = best.iter().map(|r| r.value).collect();
     let depths_a: Vec<f64> = best.iter().map(|r| r.depth_a).collect();
     let depths_b: Vec<f64> = best.iter().map(|r| r.depth_b).collect();
     PairSummary {
-        model_a: String::new(),
-        model_b: String::new(),
-        metric: String::new(),
-        n_layers_a: 0,
-        n_layers_b: 0,
+        model_a: model_a.to_owned(),
+        model_b: model_b.to_owned(),
+        metric: metric.to_owned(),
+        n_layers_a: count_distinct(group.iter().map(|r| r.layer_a)),
+        n_layers_b: count_distinct(group.iter().map(|r| r.layer_b)),
         mean_best_match: values.iter().sum::<f64>() / values.len() as f64,
         depth_correlation: pearson(&depths_a, &depths_b),
         best_match: best
@@ -602,8 +602,8 @@ pub(crate) fn best_rows<'a>(group: &[&'a ResultRow]) -> Vec<&'a ResultRow> {
     best.into_values().collect()
 }
 
-/// Pearson correlation of two equally long samples, accumulated in f64;
-/// NaN when fewer than two points or either sample is constant.
+/// Returns the Pearson correlation of two equally long samples, accumulated
+/// in f64, or NaN with fewer than two points or a constant sample.
 fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len();
     if n < 2 || y.len() != n {

@@ -1,6 +1,6 @@
 //! Runs notebooks/explore.ipynb headless on a parquet written by write_parquet.
 //!
-//! Uses `$REPATLAS_PYTHON` when set, else `python3`; that interpreter needs
+//! Uses `$REPATLAS_PYTHON` when set, else `python3`. That interpreter needs
 //! the packages of notebooks/requirements.txt.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,9 @@ fn require_notebook_packages(python: &str) {
     let probe = Command::new(python)
         .args(["-c", "import polars, matplotlib, numpy"])
         .output()
-        .unwrap_or_else(|e| panic!("starting {python} failed: {e}; set REPATLAS_PYTHON"));
+        .unwrap_or_else(|e| {
+            panic!("starting {python} failed: {e}. Set REPATLAS_PYTHON to a Python 3")
+        });
     assert!(
         probe.status.success(),
         "{python} cannot import polars, matplotlib and numpy: run \
@@ -27,7 +29,7 @@ fn require_notebook_packages(python: &str) {
     );
 }
 
-/// A 7 x 5 grid under a similarity and a distance metric.
+/// Builds a 7 x 5 grid under a similarity and a distance metric.
 fn small_rows() -> Vec<ResultRow> {
     let mut rows = Vec::new();
     for (metric, kind) in [("linear_cka", "similarity"), ("procrustes", "distance")] {

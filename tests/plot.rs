@@ -297,3 +297,19 @@ fn sanitize_keeps_safe_characters() {
     assert_eq!(sanitize(""), "_");
     assert_eq!(sanitize("é"), "_");
 }
+
+#[test]
+fn heatmap_of_single_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = diagonal_grid(2, 2, "linear_cka", "similarity");
+    rows.truncate(1);
+    let paths = heatmap(&rows, &dir.path().join("one")).unwrap();
+    assert_eq!(decode_png(&paths[0]).dimensions(), FIGURE_SIZE);
+
+    let paths = best_match(&rows, &dir.path().join("one_best")).unwrap();
+    let svg = fs::read_to_string(&paths[1]).unwrap();
+    assert!(
+        svg.contains("linear_cka (r = NaN)"),
+        "one layer of A has no correlation"
+    );
+}

@@ -8,7 +8,7 @@ use repatlas::results::{
     read_parquet, summarize, write_jsonl, write_parquet, ResultRow, ResultsError,
 };
 
-/// A row of a comparison of `gpt2` with `pythia-70m` under `metric`.
+/// Builds a row of a comparison of `gpt2` with `pythia-70m` under `metric`.
 fn row(metric: &str, kind: &str, layer_a: u32, layer_b: u32, value: f64) -> ResultRow {
     ResultRow {
         model_a: "gpt2".into(),
@@ -237,7 +237,7 @@ fn jsonl_lines_parse_back() {
     }
 }
 
-/// A 3 x 4 similarity grid: best matches (0, 0), (1, 1) by tie over 2, (2, 3).
+/// Builds a 3 x 4 similarity grid with best matches (0, 0), (1, 1) by tie over 2, (2, 3).
 fn known_grid(metric: &str, kind: &str) -> Vec<ResultRow> {
     let similarity = [
         [0.9, 0.5, 0.2, 0.1],

@@ -1,18 +1,19 @@
-//! A llama-family decoder forward that exposes the residual stream.
+//! A decoder forward (llama, mistral, qwen2, gemma3) that exposes the
+//! residual stream.
 //!
-//! The model reads bottom-up: rotary embedding, attention, MLP, block, model.
-//! Shapes are written `batch pos d_model`. Every block returns its input to
-//! the MLP (`resid_mid`), its attention and MLP outputs (`attn_out`,
-//! `mlp_out`) and its output (`resid_post`); the model keeps the ones the
-//! caller asked for. The LM head is only applied by [`Decoder::logits`],
-//! never during capture.
+//! The model reads bottom-up: norms, rotary embedding, attention, MLP, block,
+//! model. Shapes are written `batch pos d_model`. Every block returns its
+//! input to the MLP (`resid_mid`), its attention and MLP outputs
+//! (`attn_out`, `mlp_out`, after Gemma's post-norms) and its output
+//! (`resid_post`); the model keeps the ones the caller asked for. The LM head
+//! is only applied by [`Decoder::logits`], never during capture. Loading
+//! lives in [`super::load`].
 
-use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::batch::Batch;
-use super::config::{Arch, DecoderConfig};
-use super::weights::{GgufWeights, Linear};
+use super::config::{Activation, DecoderConfig, LayerType};
+use super::weights::{Embedding, Linear};
 use super::CaptureError;
 
 type CResult<T> = candle_core::Result<T>;
@@ -31,37 +32,37 @@ pub enum Tap {
     MlpOut,
 }
 
-/// RMSNorm with a learned per-channel scale, computed in f32.
+/// RMSNorm with a learned per-channel scale, computed in f32. Gemma's
+/// `(1 + w)` form is folded into the scale at load time.
 #[derive(Debug, Clone)]
-struct RmsNorm {
-    weight: Tensor,
-    eps: f32,
+pub(crate) struct RmsNorm {
+    pub(crate) weight: Tensor,
+    pub(crate) eps: f32,
 }
 
 impl RmsNorm {
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        candle_nn::ops::rms_norm(xs, &self.weight, self.eps)
+        candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps)
     }
 }
 
-/// Cosine and sine tables for rotary position embeddings.
+/// Inverse frequencies of rotary position embeddings.
 #[derive(Debug, Clone)]
-struct Rotary {
+pub(crate) struct Rotary {
     inv_freq: Vec<f32>,
     interleaved: bool,
 }
 
 impl Rotary {
-    fn new(cfg: &DecoderConfig) -> Self {
+    pub(crate) fn new(head_dim: usize, theta: f64, interleaved: bool) -> Self {
         // Computed in f32 like transformers' default RoPE initialisation.
-        let dim = cfg.head_dim;
-        let base = cfg.rope_theta as f32;
-        let inv_freq = (0..dim / 2)
-            .map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32))
+        let base = theta as f32;
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
             .collect();
         Self {
             inv_freq,
-            interleaved: cfg.rope_interleaved,
+            interleaved,
         }
     }
 
@@ -97,14 +98,18 @@ impl Rotary {
 }
 
 #[derive(Debug, Clone)]
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
+pub(crate) struct Attention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
+    /// Gemma 3 normalises queries and keys per head before RoPE.
+    pub(crate) q_norm: Option<RmsNorm>,
+    pub(crate) k_norm: Option<RmsNorm>,
+    pub(crate) n_heads: usize,
+    pub(crate) n_kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
 }
 
 impl Attention {
@@ -122,9 +127,15 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = heads(self.q_proj.forward(xs)?, self.n_heads)?;
-        let k = heads(self.k_proj.forward(xs)?, self.n_kv_heads)?;
+        let mut q = heads(self.q_proj.forward(xs)?, self.n_heads)?;
+        let mut k = heads(self.k_proj.forward(xs)?, self.n_kv_heads)?;
         let v = heads(self.v_proj.forward(xs)?, self.n_kv_heads)?;
+        if let Some(norm) = &self.q_norm {
+            q = norm.forward(&q)?;
+        }
+        if let Some(norm) = &self.k_norm {
+            k = norm.forward(&k)?;
+        }
         let q = rotary.apply(&q, &rope.0, &rope.1)?;
         let k = rotary.apply(&k, &rope.0, &rope.1)?;
 
@@ -132,8 +143,7 @@ impl Attention {
         // one group are stacked along the position axis.
         let groups = self.n_heads / self.n_kv_heads;
         let q = q.reshape((b, self.n_kv_heads, groups * t, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = (q.matmul(&k.t()?)? * self.scale)?;
         let scores = scores
             .reshape((b, self.n_heads, t, t))?
             .broadcast_add(mask)?;
@@ -149,26 +159,37 @@ impl Attention {
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+pub(crate) struct Mlp {
+    pub(crate) gate_proj: Linear,
+    pub(crate) up_proj: Linear,
+    pub(crate) down_proj: Linear,
+    pub(crate) act: Activation,
 }
 
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
+        let gate = self.gate_proj.forward(xs)?;
+        let gate = match self.act {
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
+        };
         let up = self.up_proj.forward(xs)?;
         self.down_proj.forward(&(gate * up)?)
     }
 }
 
 #[derive(Debug, Clone)]
-struct Block {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+pub(crate) struct Block {
+    pub(crate) input_layernorm: RmsNorm,
+    pub(crate) self_attn: Attention,
+    /// Gemma's norm of the attention output before the residual add.
+    pub(crate) post_attention_norm: Option<RmsNorm>,
+    /// The norm in front of the MLP (llama's `post_attention_layernorm`,
+    /// Gemma's `pre_feedforward_layernorm`).
+    pub(crate) pre_mlp_norm: RmsNorm,
+    pub(crate) post_feedforward_norm: Option<RmsNorm>,
+    pub(crate) mlp: Mlp,
+    pub(crate) layer_type: LayerType,
 }
 
 /// The activations of one block.
@@ -183,17 +204,28 @@ impl Block {
     fn forward(
         &self,
         xs: &Tensor,
-        mask: &Tensor,
-        rotary: &Rotary,
-        rope: &(Tensor, Tensor),
+        prepared: &Prepared,
+        rotary: &Rotaries,
     ) -> CResult<BlockActivations> {
-        let attn_out =
+        let (mask, rot, rope) = match self.layer_type {
+            LayerType::FullAttention => (&prepared.mask, &rotary.global, &prepared.rope),
+            LayerType::SlidingAttention => (
+                prepared.sliding_mask.as_ref().unwrap_or(&prepared.mask),
+                rotary.local.as_ref().unwrap_or(&rotary.global),
+                prepared.local_rope.as_ref().unwrap_or(&prepared.rope),
+            ),
+        };
+        let mut attn_out =
             self.self_attn
-                .forward(&self.input_layernorm.forward(xs)?, mask, rotary, rope)?;
+                .forward(&self.input_layernorm.forward(xs)?, mask, rot, rope)?;
+        if let Some(norm) = &self.post_attention_norm {
+            attn_out = norm.forward(&attn_out)?;
+        }
         let resid_mid = (xs + &attn_out)?;
-        let mlp_out = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&resid_mid)?)?;
+        let mut mlp_out = self.mlp.forward(&self.pre_mlp_norm.forward(&resid_mid)?)?;
+        if let Some(norm) = &self.post_feedforward_norm {
+            mlp_out = norm.forward(&mlp_out)?;
+        }
         let resid_post = (&resid_mid + &mlp_out)?;
         Ok(BlockActivations {
             resid_mid,
@@ -218,117 +250,33 @@ pub struct Hidden {
 
 /// Batch-level inputs of the blocks, computed once per batch.
 pub struct Prepared {
-    /// Token embeddings `batch pos d_model`.
+    /// Token embeddings `batch pos d_model` (scaled for Gemma).
     pub embeddings: Tensor,
     mask: Tensor,
+    sliding_mask: Option<Tensor>,
     rope: (Tensor, Tensor),
+    local_rope: Option<(Tensor, Tensor)>,
 }
 
-/// A llama-family decoder (llama, qwen2) with per-layer taps.
+/// RoPE of full-attention blocks, and of sliding blocks when it differs.
+#[derive(Debug, Clone)]
+pub(crate) struct Rotaries {
+    pub(crate) global: Rotary,
+    pub(crate) local: Option<Rotary>,
+}
+
+/// A decoder with per-layer taps.
 pub struct Decoder {
-    config: DecoderConfig,
-    embed_tokens: QTensor,
-    layers: Vec<Block>,
-    norm: RmsNorm,
-    lm_head: Option<Linear>,
-    rotary: Rotary,
-    device: Device,
+    pub(crate) config: DecoderConfig,
+    pub(crate) embed_tokens: Embedding,
+    pub(crate) layers: Vec<Block>,
+    pub(crate) norm: RmsNorm,
+    pub(crate) lm_head: Option<Linear>,
+    pub(crate) rotary: Rotaries,
+    pub(crate) device: Device,
 }
 
 impl Decoder {
-    /// Loads every block from an open GGUF file. The LM head is loaded only
-    /// when `with_lm_head` is set (interventions need it, capture does not).
-    pub fn from_gguf(weights: &mut GgufWeights, with_lm_head: bool) -> Result<Self, CaptureError> {
-        let file = weights.path().display().to_string();
-        let config = DecoderConfig::from_gguf(weights.content(), &file)?;
-        let d = config.hidden_size;
-        let q_dim = config.num_attention_heads * config.head_dim;
-        let kv_dim = config.num_key_value_heads * config.head_dim;
-        let bias = config.arch == Arch::Qwen2;
-        let eps = config.rms_norm_eps as f32;
-
-        let embed_tokens = weights.qtensor("token_embd.weight")?;
-        let embed_dims = embed_tokens.shape().dims().to_vec();
-        if embed_dims.len() != 2 || embed_dims[1] != d {
-            return Err(CaptureError::TensorShape {
-                path: weights.path().to_path_buf(),
-                name: "token_embd.weight".into(),
-                expected: vec![0, d],
-                actual: embed_dims,
-            });
-        }
-        let vocab = embed_dims[0];
-
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = format!("blk.{i}");
-            let norm = |w: &mut GgufWeights, name: &str| -> Result<RmsNorm, CaptureError> {
-                Ok(RmsNorm {
-                    weight: w.f32(&format!("{p}.{name}.weight"), &[d])?,
-                    eps,
-                })
-            };
-            layers.push(Block {
-                input_layernorm: norm(weights, "attn_norm")?,
-                self_attn: Attention {
-                    q_proj: weights.linear(&format!("{p}.attn_q"), q_dim, d, bias)?,
-                    k_proj: weights.linear(&format!("{p}.attn_k"), kv_dim, d, bias)?,
-                    v_proj: weights.linear(&format!("{p}.attn_v"), kv_dim, d, bias)?,
-                    o_proj: weights.linear(&format!("{p}.attn_output"), d, q_dim, false)?,
-                    n_heads: config.num_attention_heads,
-                    n_kv_heads: config.num_key_value_heads,
-                    head_dim: config.head_dim,
-                },
-                post_attention_layernorm: norm(weights, "ffn_norm")?,
-                mlp: Mlp {
-                    gate_proj: weights.linear(
-                        &format!("{p}.ffn_gate"),
-                        config.intermediate_size,
-                        d,
-                        false,
-                    )?,
-                    up_proj: weights.linear(
-                        &format!("{p}.ffn_up"),
-                        config.intermediate_size,
-                        d,
-                        false,
-                    )?,
-                    down_proj: weights.linear(
-                        &format!("{p}.ffn_down"),
-                        d,
-                        config.intermediate_size,
-                        false,
-                    )?,
-                },
-            });
-        }
-        let norm = RmsNorm {
-            weight: weights.f32("output_norm.weight", &[d])?,
-            eps,
-        };
-        let lm_head = if with_lm_head {
-            // Tied embeddings: GGUF files of such models carry no output.weight.
-            let name = if weights.contains("output.weight") {
-                "output"
-            } else {
-                "token_embd"
-            };
-            Some(weights.linear(name, vocab, d, false)?)
-        } else {
-            None
-        };
-        let rotary = Rotary::new(&config);
-        Ok(Self {
-            config,
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
-            rotary,
-            device: weights.device().clone(),
-        })
-    }
-
     pub fn config(&self) -> &DecoderConfig {
         &self.config
     }
@@ -338,18 +286,36 @@ impl Decoder {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.embed_tokens.shape().dims()[0]
+        self.embed_tokens.rows()
     }
 
     /// Computes the batch-level inputs every block needs: the embeddings,
-    /// the attention mask and the RoPE tables.
+    /// the attention masks and the RoPE tables.
     pub fn prepare(&self, batch: &Batch) -> CResult<Prepared> {
         let ids = Tensor::from_vec(batch.ids.clone(), (batch.size(), batch.len()), &self.device)?;
-        let embeddings = self.embed_tokens.embedding(&ids)?.to_dtype(DType::F32)?;
+        let mut embeddings = self.embed_tokens.forward(&ids)?;
+        if self.config.scale_embeddings {
+            // transformers multiplies in the embedding dtype (f32 here).
+            let scale = (self.config.hidden_size as f64).sqrt() as f32;
+            embeddings = (embeddings * f64::from(scale))?;
+        }
+        let has_sliding = self
+            .config
+            .layer_types
+            .contains(&LayerType::SlidingAttention);
+        let sliding_mask = match (has_sliding, self.config.sliding_window) {
+            (true, Some(w)) => Some(self.attention_mask(batch, Some(w))?),
+            _ => None,
+        };
         Ok(Prepared {
             embeddings,
-            mask: self.attention_mask(batch)?,
-            rope: self.rotary.tables(&batch.positions, &self.device)?,
+            mask: self.attention_mask(batch, None)?,
+            sliding_mask,
+            rope: self.rotary.global.tables(&batch.positions, &self.device)?,
+            local_rope: match &self.rotary.local {
+                Some(r) if has_sliding => Some(r.tables(&batch.positions, &self.device)?),
+                _ => None,
+            },
         })
     }
 
@@ -367,7 +333,7 @@ impl Decoder {
             final_norm: xs.clone(),
         };
         for &i in order {
-            let acts = self.layers[i].forward(&xs, &prepared.mask, &self.rotary, &prepared.rope)?;
+            let acts = self.layers[i].forward(&xs, &prepared, &self.rotary)?;
             if keep(Tap::ResidMid) {
                 hidden.resid_mid.push(acts.resid_mid);
             }
@@ -396,7 +362,7 @@ impl Decoder {
         let mut xs = xs.clone();
         for &i in blocks {
             xs = self.layers[i]
-                .forward(&xs, &prepared.mask, &self.rotary, &prepared.rope)?
+                .forward(&xs, prepared, &self.rotary)?
                 .resid_post;
         }
         self.norm.forward(&xs)
@@ -410,7 +376,7 @@ impl Decoder {
         block: usize,
     ) -> CResult<Tensor> {
         Ok(self.layers[block]
-            .forward(xs, &prepared.mask, &self.rotary, &prepared.rope)?
+            .forward(xs, prepared, &self.rotary)?
             .resid_post)
     }
 
@@ -421,9 +387,11 @@ impl Decoder {
     }
 
     /// Additive mask `batch 1 pos pos`: a query sees earlier valid keys and
-    /// itself. Padding queries see only themselves, so that no row of the
-    /// softmax is empty and padding never turns into NaN.
-    fn attention_mask(&self, batch: &Batch) -> CResult<Tensor> {
+    /// itself, and with a `window` only the `window` most recent slots,
+    /// itself included (transformers' `kv_idx > q_idx - window`). Padding
+    /// queries see only themselves, so that no row of the softmax is empty
+    /// and padding never turns into NaN.
+    fn attention_mask(&self, batch: &Batch, window: Option<usize>) -> CResult<Tensor> {
         let (b, t) = (batch.size(), batch.len());
         let mut mask = vec![f32::NEG_INFINITY; b * t * t];
         for r in 0..b {
@@ -434,7 +402,8 @@ impl Decoder {
                     row[q] = 0.0;
                     continue;
                 }
-                for k in 0..=q {
+                let first = window.map_or(0, |w| (q + 1).saturating_sub(w));
+                for k in first..=q {
                     if valid[k] != 0 {
                         row[k] = 0.0;
                     }

@@ -7,8 +7,10 @@
 //! directory ([`rundir`]) that `compare` reads back.
 
 pub mod batch;
+pub mod bert;
 pub mod config;
 pub mod decoder;
+mod load;
 pub mod rundir;
 pub mod tokenizer;
 pub mod weights;

@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
+use super::blas::SingleThreadedBlas;
 use super::prepared::{
-    pair_value, preparation_key, prepare, Plan, Prepared, DEFAULT_GRAM_MEMORY_LIMIT,
+    pair_value, preparation_key, prepare, LinearKernelForm, Plan, Prepared,
+    DEFAULT_GRAM_MEMORY_LIMIT,
 };
 use super::stats::{as_extreme, bootstrap_rows, p_value, percentile_interval, permutation};
 use super::validate::{check_representation, check_rows};
@@ -33,8 +35,11 @@ pub struct GridOptions {
     /// Coverage of the bootstrap interval, in (0, 1).
     pub confidence: f64,
     /// Bytes that the centred Gram matrices of all layers may take before
-    /// linear kernels switch to the feature form (n x d per layer).
+    /// linear kernels switch to the feature form (n x d per layer); used
+    /// when `linear_kernel` is `Auto`.
     pub gram_memory_limit: usize,
+    /// How linear-kernel measures keep each layer.
+    pub linear_kernel: LinearKernelForm,
 }
 
 impl Default for GridOptions {
@@ -46,6 +51,7 @@ impl Default for GridOptions {
             outliers: OutlierPolicy::None,
             confidence: 0.95,
             gram_memory_limit: DEFAULT_GRAM_MEMORY_LIMIT,
+            linear_kernel: LinearKernelForm::Auto,
         }
     }
 }
@@ -97,6 +103,7 @@ pub fn compare_grid(
     opts: &GridOptions,
 ) -> Result<Vec<GridCell>, MetricError> {
     validate_options(opts)?;
+    let _blas = SingleThreadedBlas::new();
     let same = std::ptr::eq(a, b);
     let n = check_layers(a, b)?;
     for spec in metrics {
@@ -136,6 +143,7 @@ pub fn compare_grid(
             &side_b.dims(),
             evaluations,
             opts.gram_memory_limit,
+            opts.linear_kernel,
         );
         log::debug!("{first}: linear kernels in {:?} form", plan.kernel_form);
         let prep_a = side_a.prepare(first, &plan)?;

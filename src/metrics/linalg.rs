@@ -106,7 +106,11 @@ pub(crate) fn pairwise_squared_distances(x: ArrayView2<f64>) -> Array2<f64> {
         .collect();
     let upper: Vec<Vec<f64>> = (0..n)
         .into_par_iter()
-        .map(|i| ((i + 1)..n).map(|j| squared_distance(rows[i], rows[j])).collect())
+        .map(|i| {
+            ((i + 1)..n)
+                .map(|j| squared_distance(rows[i], rows[j]))
+                .collect()
+        })
         .collect();
     let mut d = Array2::zeros((n, n));
     for (i, values) in upper.iter().enumerate() {

@@ -34,6 +34,7 @@
 //!
 //! All arithmetic is in f64, whatever the input precision.
 
+mod blas;
 mod cca;
 mod cka;
 mod error;
@@ -57,7 +58,7 @@ use ndarray::{Array2, ArrayView2};
 pub use error::MetricError;
 pub use grid::{compare_grid, compare_pair, GridCell, GridOptions};
 pub use outliers::OutlierPolicy;
-pub use prepared::DEFAULT_GRAM_MEMORY_LIMIT;
+pub use prepared::{LinearKernelForm, DEFAULT_GRAM_MEMORY_LIMIT};
 pub use spec::{
     Measure, MetricKind, MetricSpec, RdmComparison, RdmMethod, SvccaKeep, METRIC_NAMES,
 };

@@ -22,6 +22,19 @@ use super::MetricError;
 /// grid may take before the linear kernels switch to the feature form.
 pub const DEFAULT_GRAM_MEMORY_LIMIT: usize = 4 << 30;
 
+/// How linear-kernel measures (`linear_cka`, `linear_cka_debiased`) keep
+/// each layer. Both forms give the same values up to rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearKernelForm {
+    /// Pick by estimated cost and the Gram memory limit.
+    #[default]
+    Auto,
+    /// The centred n x n Gram matrix of each layer.
+    Gram,
+    /// The centred n x d features of each layer.
+    Features,
+}
+
 /// Choices made once per grid that the per-layer preparation follows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -40,7 +53,21 @@ impl Plan {
         dims_b: &[usize],
         evaluations: usize,
         gram_memory_limit: usize,
+        requested: LinearKernelForm,
     ) -> Plan {
+        match requested {
+            LinearKernelForm::Gram => {
+                return Plan {
+                    kernel_form: KernelForm::Gram,
+                }
+            }
+            LinearKernelForm::Features => {
+                return Plan {
+                    kernel_form: KernelForm::Features,
+                }
+            }
+            LinearKernelForm::Auto => {}
+        }
         let n = n as f64;
         let sum_a: f64 = dims_a.iter().map(|&d| d as f64).sum();
         let sum_b: f64 = dims_b.iter().map(|&d| d as f64).sum();

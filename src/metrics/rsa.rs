@@ -63,6 +63,19 @@ pub(crate) fn rdm_vector(
         };
     let full: Array2<f64> = match method {
         RdmMethod::Correlation => {
+            // Checked exactly: the mean of equal values can differ from them
+            // in the last bit, which would leave rounding noise to normalise.
+            if let Some(row) = x
+                .rows()
+                .into_iter()
+                .position(|r| r.iter().all(|&v| v == r[0]))
+            {
+                return Err(degenerate(
+                    row,
+                    "is constant (all its activations are equal)",
+                    "use rsa:rdm=euclidean or drop the stimulus",
+                ));
+            }
             let mut centred = x.to_owned();
             for mut row in centred.rows_mut() {
                 let mean = row.mean().unwrap_or(0.0);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use ndarray::ArrayView2;
 
-use super::prepared::{pair_value, prepare, Plan, DEFAULT_GRAM_MEMORY_LIMIT};
+use super::prepared::{pair_value, prepare, LinearKernelForm, Plan, DEFAULT_GRAM_MEMORY_LIMIT};
 use super::validate::{check_representation, check_rows};
 use super::MetricError;
 
@@ -245,6 +245,7 @@ impl MetricSpec {
             &[y.ncols()],
             1,
             DEFAULT_GRAM_MEMORY_LIMIT,
+            LinearKernelForm::Auto,
         );
         let a = prepare(self, x_name, x, &plan)?;
         let b = prepare(self, y_name, y, &plan)?;

@@ -7,7 +7,7 @@ use ndarray::Array2;
 
 use super::cka::{batch_bounds, CentredKernel, KernelForm};
 use super::knn::NeighbourLayer;
-use super::prepared::Plan;
+use super::prepared::{LinearKernelForm, Plan};
 use super::rsa::rdm_vector;
 use super::spec::RdmMethod;
 use crate::npy::{read_npy, read_npy_values};
@@ -43,12 +43,18 @@ fn both_linear_kernel_forms_match_reference() {
             let kx = CentredKernel::linear(x.view(), form);
             let ky = CentredKernel::linear(y.view(), form);
             let biased = kx.cka(&ky);
-            let debiased = kx.hsic_unbiased(&ky)
-                / (kx.self_hsic_unbiased() * ky.self_hsic_unbiased()).sqrt();
+            let debiased =
+                kx.hsic_unbiased(&ky) / (kx.self_hsic_unbiased() * ky.self_hsic_unbiased()).sqrt();
             let want_b = expected(case, "linear_cka");
             let want_d = expected(case, "linear_cka_debiased");
-            assert!((biased - want_b).abs() < 1e-9, "{case} {form:?}: {biased} vs {want_b}");
-            assert!((debiased - want_d).abs() < 1e-9, "{case} {form:?}: {debiased} vs {want_d}");
+            assert!(
+                (biased - want_b).abs() < 1e-9,
+                "{case} {form:?}: {biased} vs {want_b}"
+            );
+            assert!(
+                (debiased - want_d).abs() < 1e-9,
+                "{case} {form:?}: {debiased} vs {want_d}"
+            );
         }
     }
 }
@@ -82,7 +88,10 @@ fn rdm_vectors_match_rsatoolbox() {
                     .zip(want.iter())
                     .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
                     .fold(0.0, f64::max);
-                assert!(worst < 1e-10, "{case} {tag} {side}: relative error {worst:e}");
+                assert!(
+                    worst < 1e-10,
+                    "{case} {tag} {side}: relative error {worst:e}"
+                );
             }
         }
     }
@@ -111,11 +120,11 @@ fn neighbour_lists_match_reference() {
 fn plan_prefers_gram_for_the_layer_grid() {
     let dims_a = vec![576; 31];
     let dims_b = vec![896; 25];
-    let plan = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 4 << 30);
+    let plan = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 4 << 30, LinearKernelForm::Auto);
     assert_eq!(plan.kernel_form, KernelForm::Gram);
-    let tall = Plan::for_pairs(100_000, &[64], &[64], 1, 4 << 30);
+    let tall = Plan::for_pairs(100_000, &[64], &[64], 1, 4 << 30, LinearKernelForm::Auto);
     assert_eq!(tall.kernel_form, KernelForm::Features);
-    let capped = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 1 << 20);
+    let capped = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 1 << 20, LinearKernelForm::Auto);
     assert_eq!(capped.kernel_form, KernelForm::Features);
 }
 

@@ -15,7 +15,7 @@ use super::output::write_figure;
 use super::PlotError;
 use crate::results::{best_rows, summarize, ResultRow};
 
-/// Curve colours (the Tableau 10 palette); later metrics cycle through them.
+/// Curve colours from the Tableau 10 palette. Metrics past the tenth reuse them in order.
 const CURVE_COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -36,8 +36,8 @@ const LABEL_AREA: u32 = 64;
 /// match in B against the diagonal y = x, and writes it as
 /// `out_stem.png` and `out_stem.svg`.
 ///
-/// The rows must belong to one (model A, model B) pair; each metric among
-/// them becomes one curve, labelled in the legend with the Pearson r of the
+/// The rows must belong to one (model A, model B) pair. Each metric among
+/// them becomes one curve, and its legend entry shows the Pearson r of the
 /// depths. The best match follows [`crate::results::summarize`]: maximum
 /// for similarities, minimum for distances, ties to the lower layer of B.
 /// Creates missing parent directories. Returns the two paths written.

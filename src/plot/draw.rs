@@ -8,7 +8,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::font::FAMILY;
 
-/// Text sizes as plotters takes them; plotters draws an em of `size / 1.24` pixels.
+/// Text sizes as passed to plotters 0.3.7, which draws text at `size / 1.24` pixels per em.
 pub(super) const TITLE_SIZE: f64 = 27.0;
 pub(super) const SUBTITLE_SIZE: f64 = 20.0;
 pub(super) const AXIS_DESC_SIZE: f64 = 20.0;
@@ -37,8 +37,8 @@ pub(super) fn text(size: f64) -> TextStyle<'static> {
     TextStyle::from((FAMILY, size).into_font())
 }
 
-/// Draws a bold title line and a regular subtitle line, centred in `band`;
-/// a line wider than the band is drawn smaller until it fits.
+/// Draws a bold title line and a regular subtitle line, centred in `band`.
+/// A line wider than the band is drawn smaller until it fits.
 pub(super) fn draw_title<DB: DrawingBackend>(
     band: &DrawingArea<DB, Shift>,
     title: &str,

@@ -111,7 +111,7 @@ impl Grid {
     }
 }
 
-/// Collects the distinct layers of one axis, sorted by index; the first name seen wins.
+/// Collects the distinct layers of one axis, sorted by index. The first name seen for an index wins.
 fn axis<'a>(layers: impl Iterator<Item = (u32, &'a String)>) -> Vec<Layer> {
     let mut by_index: BTreeMap<u32, &String> = BTreeMap::new();
     for (index, name) in layers {

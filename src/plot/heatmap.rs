@@ -23,7 +23,7 @@ const MARGIN: u32 = 12;
 const X_LABEL_AREA: u32 = 64;
 /// Layer names wider than this (at tick size) are replaced by layer indices.
 const MAX_NAME_WIDTH: u32 = 80;
-/// Width of the strip right of the colour-bar ticks that holds its description.
+/// Width of the strip right of the colour-bar ticks that contains its description.
 const BAR_DESC_STRIP: u32 = 30;
 /// Resolution of the colour bar's integer axis (see [`AxisTicks`] for why it is integer).
 const BAR_STEPS: i32 = 1000;
@@ -36,7 +36,7 @@ const MISSING: RGBColor = RGBColor(200, 200, 200);
 /// Layers of A run along x and layers of B along y, both by ascending layer
 /// index, with tick labels thinned so they do not overlap. The colour map
 /// is viridis with bright meaning more alike: for distances the scale is
-/// reversed (low values bright) and the colour bar says so. Cells without a
+/// reversed (low values bright) and the colour bar labels the direction. Cells without a
 /// row or with a non-finite value are grey. Creates missing parent
 /// directories. Returns the two paths written.
 pub fn heatmap(rows: &[ResultRow], out_stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
@@ -74,7 +74,7 @@ impl HeatmapFigure {
         low + t * (high - low)
     }
 
-    /// The value range, widened when all values are equal so the scale has a span.
+    /// Returns the value range, widened when all values are equal so the scale has a span.
     fn padded_range(&self) -> (f64, f64) {
         let (low, high) = self.range;
         if high > low {

@@ -41,7 +41,7 @@ pub enum PlotError {
     MixedRows {
         /// The figure kind, `heatmap` or `best_match`.
         figure: &'static str,
-        /// What must be unique, for example `(model_a, model_b, metric)`.
+        /// The key that must be unique, for example `(model_a, model_b, metric)`.
         expected_key: &'static str,
         /// The key of the first row.
         first: String,
@@ -89,7 +89,7 @@ pub enum PlotError {
     /// A file operation failed.
     #[error("{action} {path} failed: {source}")]
     Io {
-        /// What was attempted, for example `creating directory`.
+        /// The attempted operation, for example `creating directory`.
         action: &'static str,
         /// The file or directory involved.
         path: PathBuf,

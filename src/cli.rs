@@ -45,9 +45,13 @@ enum Command {
 
 #[derive(Args)]
 struct CaptureArgs {
-    /// GGUF model file.
+    /// A GGUF file, a Hugging Face folder (config.json, model.safetensors,
+    /// tokenizer.json) or a Hub id written hf:owner/name[@revision][:file.gguf].
     #[arg(long)]
-    model: PathBuf,
+    model: String,
+    /// Read Hub models from the local cache only (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
     /// Short model name used in tables and figures (default: file stem).
     #[arg(long)]
     name: Option<String>,
@@ -152,9 +156,12 @@ struct PlotArgs {
 
 #[derive(Args)]
 struct IntervieneArgs {
-    /// GGUF decoder model file.
+    /// A decoder: GGUF file, Hugging Face folder or hf:owner/name Hub id.
     #[arg(long)]
-    model: PathBuf,
+    model: String,
+    /// Read Hub models from the local cache only (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
     /// Short model name for tables and figures (default: file stem).
     #[arg(long)]
     name: Option<String>,
@@ -274,7 +281,8 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         })
         .collect();
     let opts = CaptureOptions {
-        model: args.model,
+        model: args.model.parse()?,
+        offline: args.offline,
         model_name: args.name,
         stimuli: args.stimuli,
         limit: args.limit,
@@ -378,7 +386,8 @@ fn run_intervene(args: IntervieneArgs) -> Result<()> {
         variants.push((spec.to_string(), spec.parse::<VariantSet>()?));
     }
     let opts = InterventionOptions {
-        model: args.model,
+        model: args.model.parse()?,
+        offline: args.offline,
         model_name: args.name,
         stimuli: args.stimuli,
         limit: args.limit,

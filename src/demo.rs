@@ -174,7 +174,8 @@ fn capture_if_needed(
         out.display()
     );
     let summary = capture::capture(&CaptureOptions {
-        model: model.to_path_buf(),
+        model: capture::source::ModelSpec::Gguf(model.to_path_buf()),
+        offline: true,
         model_name: Some(name.to_string()),
         stimuli: args.stimuli.clone(),
         limit: args.limit,

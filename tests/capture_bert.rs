@@ -7,9 +7,10 @@
 //! padding slots are meaningless.
 //!
 //! Tolerance: 1e-5 relative L2 per row and layer, both for parity and for
-//! batching invariance. The reference itself moves by up to 6e-5 absolute
-//! between sdpa and eager attention, on values up to about 30, so 1e-5
-//! relative is what f32 rounding allows.
+//! batching invariance. transformers' own fp32 results move by up to 6e-5
+//! absolute between its sdpa and eager attention (decoders, values up to
+//! about 30), so a tighter bound would test rounding, not the forward.
+//! Measured errors are about 1e-6.
 
 mod common;
 
@@ -299,7 +300,9 @@ fn taps_recompose_each_block() {
     let (_, plain) = run(tiny(), &case.sequences(), Padding::Right, &[]);
     let (_, tapped) = run(tiny(), &case.sequences(), Padding::Right, &all);
     let n = tiny().n_layers();
-    assert!(plain.resid_mid.is_empty() && plain.attn_out.is_empty() && plain.mlp_out.is_empty());
+    assert!(plain.resid_mid.is_empty());
+    assert!(plain.attn_out.is_empty());
+    assert!(plain.mlp_out.is_empty());
     assert_eq!(tapped.resid_mid.len(), n);
     assert_eq!(tapped.attn_out.len(), n);
     assert_eq!(tapped.mlp_out.len(), n);
@@ -513,7 +516,7 @@ fn load_error(dir: &Path) -> CaptureError {
     }
 }
 
-/// The last hidden state of tiny case 2, to compare loading variants.
+/// Runs tiny case 2 and returns its last hidden state, to compare loading variants.
 fn tiny_output(model: &Bert) -> Vec<f32> {
     let (_, hidden) = run(
         model,
@@ -537,10 +540,8 @@ fn missing_config_key_names_file_and_key() {
     };
     assert_eq!(key, "num_attention_heads");
     assert!(file.ends_with("config.json"), "{file}");
-    assert!(
-        message.contains("config.json") && message.contains("num_attention_heads"),
-        "{message}"
-    );
+    assert!(message.contains("config.json"), "{message}");
+    assert!(message.contains("num_attention_heads"), "{message}");
 }
 
 #[test]
@@ -562,10 +563,8 @@ fn unsupported_config_values_are_rejected() {
             matches!(err, CaptureError::InvalidConfig { .. }),
             "{key}: expected InvalidConfig, got {message}"
         );
-        assert!(
-            message.contains("config.json") && message.contains(key),
-            "{message}"
-        );
+        assert!(message.contains("config.json"), "{message}");
+        assert!(message.contains(key), "{message}");
     }
 }
 
@@ -588,10 +587,8 @@ fn missing_tensor_names_file_and_tensor() {
     };
     assert_eq!(missing, name);
     assert_eq!(path, dir.path().join("model.safetensors"));
-    assert!(
-        message.contains("model.safetensors") && message.contains(name),
-        "{message}"
-    );
+    assert!(message.contains("model.safetensors"), "{message}");
+    assert!(message.contains(name), "{message}");
 }
 
 #[test]
@@ -618,10 +615,8 @@ fn wrong_tensor_shape_names_file_and_tensor() {
     assert_eq!(path, dir.path().join("model.safetensors"));
     assert_eq!(expected, vec![128, 64]);
     assert_eq!(actual, vec![64, 128]);
-    assert!(
-        message.contains("model.safetensors") && message.contains(name),
-        "{message}"
-    );
+    assert!(message.contains("model.safetensors"), "{message}");
+    assert!(message.contains(name), "{message}");
 }
 
 #[test]
@@ -701,10 +696,8 @@ fn half_precision_weights_are_widened() {
     let model = Bert::from_folder(dir.path(), &Device::Cpu).unwrap();
     // f16 keeps 11 significant bits, so the states move by about 1e-3.
     let e = rel_l2(&tiny_output(&model), &tiny_output(tiny()));
-    assert!(
-        e > 0.0 && e < 1e-2,
-        "f16 weights moved the output by {e:.3e}"
-    );
+    assert!(e > 0.0, "the f16 copy gave the f32 output exactly");
+    assert!(e < 1e-2, "f16 weights moved the output by {e:.3e}");
 }
 
 #[test]

@@ -60,6 +60,10 @@ fn rel_l2(actual: &[f32], expected: &[f32]) -> f64 {
 
 fn load(model_file: &str) -> (Decoder, ModelTokenizer) {
     let path = common::require_model(model_file);
+    load_path(&path)
+}
+
+fn load_path(path: &std::path::Path) -> (Decoder, ModelTokenizer) {
     let mut weights = GgufWeights::open(&path, WeightMode::Dequantize, &Device::Cpu).unwrap();
     let tokenizer = ModelTokenizer::from_gguf(weights.content()).unwrap();
     let decoder = Decoder::from_gguf(&mut weights, false).unwrap();
@@ -83,7 +87,10 @@ fn row_tokens(t: &candle_core::Tensor, batch: &Batch, r: usize) -> Vec<f32> {
 }
 
 fn check_single_prompt_parity(model_dir: &str, model_file: &str) {
-    let (decoder, tokenizer) = load(model_file);
+    check_parity_with(model_dir, load(model_file));
+}
+
+fn check_parity_with(model_dir: &str, (decoder, tokenizer): (Decoder, ModelTokenizer)) {
     let n = decoder.n_layers();
     for prompt in 0..4 {
         let reference = load_reference(model_dir, prompt, n);
@@ -202,4 +209,14 @@ fn smollm2_padded_batch_equals_single_runs() {
 #[test]
 fn qwen_padded_batch_equals_single_runs() {
     check_batch_invariance("qwen2.5-coder-0.5b-instruct", common::QWEN);
+}
+
+/// Gemma-3 is optional (Gemma Terms of Use): fetched only with
+/// `scripts/fetch-models.sh gemma3`.
+#[test]
+fn gemma3_matches_transformers_every_layer() {
+    let Some(path) = common::optional_model(common::GEMMA3) else {
+        return;
+    };
+    check_parity_with("gemma-3-270m", load_path(&path));
 }

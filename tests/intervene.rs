@@ -34,7 +34,8 @@ fn stimuli_file(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn options(dir: &std::path::Path, variants: &[&str]) -> InterventionOptions {
     InterventionOptions {
-        model: common::require_model(common::SMOLLM2),
+        model: repatlas::capture::source::ModelSpec::Gguf(common::require_model(common::SMOLLM2)),
+        offline: true,
         model_name: Some("smollm2".into()),
         stimuli: stimuli_file(dir),
         limit: None,
@@ -238,8 +239,19 @@ fn encoder_model_is_rejected() {
     .unwrap();
     drop(file);
     let mut opts = options(dir.path(), &["skip:0"]);
-    opts.model = path;
+    opts.model = repatlas::capture::source::ModelSpec::Gguf(path);
     let err = intervene::run(&opts).unwrap_err().to_string();
     assert!(err.contains("encoder"), "{err}");
     assert!(err.contains("bert"), "{err}");
+
+    // A real encoder folder: all-MiniLM-L6-v2.
+    let minilm = common::models_dir().join(common::MINILM);
+    assert!(
+        minilm.is_dir(),
+        "{} is missing: run scripts/fetch-models.sh",
+        minilm.display()
+    );
+    opts.model = repatlas::capture::source::ModelSpec::HfFolder(minilm);
+    let err = intervene::run(&opts).unwrap_err().to_string();
+    assert!(err.contains("encoder") && err.contains("bert"), "{err}");
 }

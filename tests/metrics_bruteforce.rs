@@ -80,7 +80,10 @@ fn minibatch_with_one_batch_is_debiased_cka() {
     let (x, y) = correlated(137, 2);
     let one_batch = compute("minibatch_cka:batch=200", &x, &y);
     let debiased = compute("linear_cka_debiased", &x, &y);
-    assert!((one_batch - debiased).abs() < 1e-12, "{one_batch} vs {debiased}");
+    assert!(
+        (one_batch - debiased).abs() < 1e-12,
+        "{one_batch} vs {debiased}"
+    );
 }
 
 #[test]
@@ -95,7 +98,11 @@ fn debiased_linear_cka_equals_song_formula() {
 fn rbf_kernel(x: &Array2<f64>, f: f64) -> Array2<f64> {
     let n = x.nrows();
     let d2 = |i: usize, j: usize| -> f64 {
-        x.row(i).iter().zip(x.row(j).iter()).map(|(a, b)| (a - b) * (a - b)).sum()
+        x.row(i)
+            .iter()
+            .zip(x.row(j).iter())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum()
     };
     let mut pairs: Vec<f64> = Vec::new();
     for i in 0..n {
@@ -125,7 +132,10 @@ fn debiased_rbf_cka_equals_song_formula() {
 
 fn upper(d: &Array2<f64>) -> Vec<f64> {
     let n = d.nrows();
-    (0..n).flat_map(|i| ((i + 1)..n).map(move |j| (i, j))).map(|(i, j)| d[[i, j]]).collect()
+    (0..n)
+        .flat_map(|i| ((i + 1)..n).map(move |j| (i, j)))
+        .map(|(i, j)| d[[i, j]])
+        .collect()
 }
 
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
@@ -167,7 +177,12 @@ fn squared_euclidean_rdm(x: &Array2<f64>) -> Array2<f64> {
     let n = x.nrows();
     let p = x.ncols() as f64;
     Array2::from_shape_fn((n, n), |(i, j)| {
-        x.row(i).iter().zip(x.row(j).iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / p
+        x.row(i)
+            .iter()
+            .zip(x.row(j).iter())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            / p
     })
 }
 
@@ -182,20 +197,33 @@ fn tied_pair() -> (Array2<f64>, Array2<f64>) {
 #[test]
 fn rank_comparisons_with_ties() {
     let (x, y) = tied_pair();
-    let (dx, dy) = (upper(&squared_euclidean_rdm(&x)), upper(&squared_euclidean_rdm(&y)));
+    let (dx, dy) = (
+        upper(&squared_euclidean_rdm(&x)),
+        upper(&squared_euclidean_rdm(&y)),
+    );
     let (rx, ry) = (average_ranks(&dx), average_ranks(&dy));
     let m = dx.len() as f64;
 
     let spearman = pearson(&rx, &ry);
     let got = compute("rsa:rdm=euclidean,compare=spearman", &x, &y);
-    assert!((got - spearman).abs() < 1e-9, "spearman {got} vs {spearman}");
+    assert!(
+        (got - spearman).abs() < 1e-9,
+        "spearman {got} vs {spearman}"
+    );
 
     let mean = (m + 1.0) / 2.0;
-    let rho_a = 12.0 * rx.iter().zip(&ry).map(|(a, b)| (a - mean) * (b - mean)).sum::<f64>()
+    let rho_a = 12.0
+        * rx.iter()
+            .zip(&ry)
+            .map(|(a, b)| (a - mean) * (b - mean))
+            .sum::<f64>()
         / (m * m * m - m);
     let got = compute("rsa:rdm=euclidean,compare=rho_a", &x, &y);
     assert!((got - rho_a).abs() < 1e-9, "rho_a {got} vs {rho_a}");
-    assert!((rho_a - spearman).abs() > 1e-6, "ties should separate rho-a from Spearman");
+    assert!(
+        (rho_a - spearman).abs() > 1e-6,
+        "ties should separate rho-a from Spearman"
+    );
 
     let mut s = 0.0;
     for i in 0..dx.len() {

@@ -21,7 +21,9 @@ const CASES: &[&str] = &[
 ];
 
 fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/metrics")
+        .join(path)
 }
 
 fn goldens() -> Value {
@@ -89,7 +91,10 @@ fn rsa_matches_rsatoolbox() {
             ("kendall_tau_a", "tau-a"),
             ("cosine", "cosine"),
         ] {
-            check(&format!("rsa:rdm={rdm},compare={compare}"), &format!("rsa.{rdm}.{key}"));
+            check(
+                &format!("rsa:rdm={rdm},compare={compare}"),
+                &format!("rsa.{rdm}.{key}"),
+            );
         }
     }
 }
@@ -98,7 +103,10 @@ fn rsa_matches_rsatoolbox() {
 fn rsa_rho_a_equals_spearman_without_ties() {
     // The reference RDMs have no tied entries, where rho-a and Spearman agree.
     for rdm in ["correlation", "euclidean"] {
-        check(&format!("rsa:rdm={rdm},compare=rho_a"), &format!("rsa.{rdm}.spearman"));
+        check(
+            &format!("rsa:rdm={rdm},compare=rho_a"),
+            &format!("rsa.{rdm}.spearman"),
+        );
     }
 }
 
@@ -120,7 +128,12 @@ fn procrustes_angle_is_arccos_of_nuclear_norm() {
     for case in CASES {
         let (x, y) = load(case);
         let got = spec.compute(x.view(), y.view()).unwrap().cos();
-        assert_close(case, "cos(angle)", got, expected(&g, case, "procrustes_nuclear_norm_normalized"));
+        assert_close(
+            case,
+            "cos(angle)",
+            got,
+            expected(&g, case, "procrustes_nuclear_norm_normalized"),
+        );
     }
 }
 
@@ -139,7 +152,12 @@ fn pwcca_matches_reference_in_both_orders() {
         let xy = spec.compute(x.view(), y.view()).unwrap();
         assert_close(case, "pwcca(X, Y)", xy, expected(&g, case, "pwcca"));
         let yx = spec.compute(y.view(), x.view()).unwrap();
-        assert_close(case, "pwcca(Y, X)", yx, expected(&g, case, "pwcca_weights_from_Y"));
+        assert_close(
+            case,
+            "pwcca(Y, X)",
+            yx,
+            expected(&g, case, "pwcca_weights_from_Y"),
+        );
     }
 }
 
@@ -170,9 +188,19 @@ fn mutual_knn_matches_reference_and_chance() {
         for case in CASES {
             let (x, y) = load(case);
             let got = spec.compute(x.view(), y.view()).unwrap();
-            assert_close(case, "mutual_knn", got, expected(&g, case, &format!("mutual_knn_k{k}")));
+            assert_close(
+                case,
+                "mutual_knn",
+                got,
+                expected(&g, case, &format!("mutual_knn_k{k}")),
+            );
             let chance = spec.chance_level(x.nrows()).unwrap();
-            assert_close(case, "chance", chance, expected(&g, case, &format!("mutual_knn_chance_k{k}")));
+            assert_close(
+                case,
+                "chance",
+                chance,
+                expected(&g, case, &format!("mutual_knn_chance_k{k}")),
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The all-layers grid: values equal the per-pair measures, cells come in
 //! a fixed order, self-grids and both kernel forms agree, and the outlier
-//! policy does what its documentation says.
+//! policy does what its documentation states.
 
 use std::path::PathBuf;
 

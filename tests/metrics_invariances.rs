@@ -112,7 +112,12 @@ fn symmetric_measures_are_symmetric() {
         if has(&spec, &["pwcca", "cknna"]) {
             continue;
         }
-        assert_same(&spec, "symmetry", value(&spec, &y, &x), value(&spec, &x, &y));
+        assert_same(
+            &spec,
+            "symmetry",
+            value(&spec, &y, &x),
+            value(&spec, &x, &y),
+        );
     }
 }
 
@@ -136,7 +141,12 @@ fn orthogonal_invariance() {
         if has(&spec, &["rsa:rdm=correlation"]) {
             continue;
         }
-        assert_same(&spec, "rotation", value(&spec, &x, &rotated), value(&spec, &x, &y));
+        assert_same(
+            &spec,
+            "rotation",
+            value(&spec, &x, &rotated),
+            value(&spec, &x, &y),
+        );
     }
 }
 
@@ -164,12 +174,22 @@ fn shift_invariance() {
     let shifted = &y + &offset;
     // Correlation and cosine RDMs and cosine neighbours look at each row's
     // own pattern, which a shift of every row changes.
-    let not_invariant = ["rsa:rdm=correlation", "rsa:rdm=cosine", "mutual_knn", "cknna"];
+    let not_invariant = [
+        "rsa:rdm=correlation",
+        "rsa:rdm=cosine",
+        "mutual_knn",
+        "cknna",
+    ];
     for spec in all_specs() {
         if has(&spec, &not_invariant) {
             continue;
         }
-        assert_same(&spec, "shift", value(&spec, &x, &shifted), value(&spec, &x, &y));
+        assert_same(
+            &spec,
+            "shift",
+            value(&spec, &x, &shifted),
+            value(&spec, &x, &y),
+        );
     }
 }
 

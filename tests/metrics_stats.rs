@@ -122,7 +122,8 @@ fn bootstrap_interval_brackets_the_estimate() {
         let spec: MetricSpec = metric.parse().unwrap();
         let cell = compare_pair(&a, &b, &spec, &options(0, 200, 8)).unwrap();
         let (low, high) = (cell.ci_low.unwrap(), cell.ci_high.unwrap());
-        assert!(low.is_finite() && high.is_finite(), "{metric}");
+        assert!(low.is_finite(), "{metric}: {low}");
+        assert!(high.is_finite(), "{metric}: {high}");
         assert!(low < high, "{metric}: [{low}, {high}]");
         assert!(
             low <= cell.value + 0.05 && cell.value - 0.05 <= high,

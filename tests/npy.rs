@@ -1,5 +1,5 @@
 //! Reading and writing `.npy` files. The fixtures were written by NumPy
-//! (`tests/fixtures/metrics/npy/make_fixtures.py`); each holds
+//! (`tests/fixtures/metrics/npy/make_fixtures.py`); each contains
 //! `A = arange(12).reshape(3, 4) * 0.5 - 1.25` in a different encoding.
 
 use std::path::PathBuf;

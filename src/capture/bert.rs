@@ -206,8 +206,8 @@ struct LayerNorm {
 
 impl LayerNorm {
     /// Normalizes with the biased variance, as PyTorch does. Mean and variance
-    /// are computed in f64 from the f32 input, so rows with a large mean
-    /// lose no precision; the output is f32.
+    /// are computed in f64 from the f32 input, so that rows with a large mean
+    /// lose no precision. The output is f32.
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
         let wide = xs.to_dtype(DType::F64)?;
         let centered = wide.broadcast_sub(&wide.mean_keepdim(D::Minus1)?)?;
@@ -371,8 +371,8 @@ impl Bert {
     /// Runs the encoder on `batch` and keeps the requested taps.
     ///
     /// `resid_post[0]` is the embedding output and `resid_post[i]` the output
-    /// of block i; `final_norm` equals `resid_post[n_layers]` because BERT has
-    /// no final norm. `resid_mid` is the post-attention LayerNorm output;
+    /// of block i. `final_norm` equals `resid_post[n_layers]` because BERT has
+    /// no final norm. `resid_mid` is the post-attention LayerNorm output, and
     /// `attn_out` and `mlp_out` are the output dense layers before their
     /// residual adds. Position ids are `batch.positions` and every token type
     /// is 0. Fails on a token id outside the vocabulary or a position at or
@@ -418,7 +418,7 @@ impl Bert {
         let vocab = self.config.vocab_size;
         if let Some(id) = batch.ids.iter().find(|&&id| id as usize >= vocab) {
             candle_core::bail!(
-                "token id {id} is outside the vocabulary of {vocab}; the tokenizer does not belong to this model"
+                "token id {id} is outside the vocabulary of {vocab} tokens: the tokenizer does not belong to this model"
             );
         }
         let max = self.config.max_position_embeddings;
@@ -429,7 +429,7 @@ impl Bert {
             .find(|&&p| p as usize >= max)
         {
             candle_core::bail!(
-                "position {p} is past max_position_embeddings {max}; truncate stimuli to at most {max} tokens"
+                "position {p} is past max_position_embeddings {max}: truncate stimuli to at most {max} tokens"
             );
         }
         Ok(())
@@ -470,9 +470,9 @@ fn load_layer(
     })
 }
 
-/// Additive mask `batch 1 pos pos`: a valid query sees every valid key of its
-/// row. Padding queries see only themselves, so that no row of the softmax
-/// is empty and padding never turns into NaN.
+/// Builds the additive mask `batch 1 pos pos`. A valid query attends to every
+/// valid key of its row. A padding query attends only to itself, so that no
+/// row of the softmax is empty and padding never turns into NaN.
 fn attention_mask(batch: &Batch, device: &Device) -> CResult<Tensor> {
     let (b, t) = (batch.size(), batch.len());
     let mut mask = vec![f32::NEG_INFINITY; b * t * t];
@@ -551,7 +551,7 @@ impl SafetensorsWeights {
         })
     }
 
-    /// File that holds (or should hold) tensor `name`.
+    /// File that contains (or should contain) tensor `name`.
     fn file_of(&self, name: &str) -> PathBuf {
         self.shard_of.get(name).unwrap_or(&self.path).clone()
     }
@@ -606,7 +606,7 @@ impl SafetensorsWeights {
     }
 }
 
-/// Memory-maps `files`; errors name `record` (the file the caller opened)
+/// Memory-maps `files`. Errors name `record` (the file the caller opened)
 /// unless a shard itself is missing.
 fn map_files(record: &Path, files: &[PathBuf]) -> Result<MmapedSafetensors, CaptureError> {
     for file in files {
@@ -615,8 +615,8 @@ fn map_files(record: &Path, files: &[PathBuf]) -> Result<MmapedSafetensors, Capt
             source,
         })?;
     }
-    // SAFETY: the mapping is read-only; model files are not modified while a
-    // capture runs. A process that truncates them meanwhile could fault this
+    // SAFETY: the mapping is read-only, and model files are not modified while
+    // a capture runs. A process that truncated them meanwhile could fault this
     // one, which is the usual contract of memory-mapped model weights.
     let mapped = unsafe { MmapedSafetensors::multi(files) };
     mapped.map_err(|e| CaptureError::InvalidModelFile {

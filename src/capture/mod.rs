@@ -11,7 +11,9 @@ pub mod bert;
 pub mod config;
 pub mod decoder;
 mod load;
+pub mod model;
 pub mod rundir;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
@@ -57,6 +59,12 @@ pub enum CaptureError {
     },
     #[error("the model was loaded without its LM head; load it for interventions")]
     NoLmHead,
+    #[error("invalid --model {spec:?}: {message}")]
+    InvalidModelSpec { spec: String, message: String },
+    #[error("Hub model {id}@{revision} is not in the cache {cache} and offline mode is on (HF_HUB_OFFLINE); download it on a machine with Hub access, copy the cache, or unset HF_HUB_OFFLINE")]
+    HubNotCached { id: String, revision: String, cache: PathBuf },
+    #[error("cannot download {file} of Hub model {id}: {message}")]
+    HubDownload { id: String, file: String, message: String },
     #[error("{path} is not a complete run directory: {message}")]
     NotARun { path: PathBuf, message: String },
     #[error(

@@ -1,31 +1,32 @@
 //! The capture job: stimuli in, run directory out, resumable by batch.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{plan_batches, pool, Batch, Padding, Pooled, Pooling};
-use super::decoder::{Decoder, Hidden, Tap};
+use super::decoder::{Hidden, Tap};
+use super::model::load_model;
 use super::rundir::{
-    self, F32Tensor, I64Tensor, Manifest, MappedSafetensors, ModelSource, StimuliInfo,
-    StreamingWriter, WeightFile,
+    self, F32Tensor, I64Tensor, Manifest, MappedSafetensors, StimuliInfo, StreamingWriter,
 };
-use super::tokenizer::ModelTokenizer;
-use super::weights::{GgufWeights, WeightMode};
+use super::source::ModelSpec;
+use super::weights::WeightMode;
 use super::CaptureError;
-use crate::stimuli::{file_sha256, StimulusSet};
+use crate::stimuli::StimulusSet;
 
 /// Settings of one capture.
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
-    /// A GGUF file.
-    pub model: PathBuf,
+    /// A GGUF file, a Hugging Face folder or a Hub id.
+    pub model: ModelSpec,
+    /// Never download from the Hub (also set by `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
     /// Short name for tables and figures; defaults to the file stem.
     pub model_name: Option<String>,
     pub stimuli: PathBuf,
@@ -82,24 +83,24 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
     info!("{} stimuli from {}", stimuli.len(), opts.stimuli.display());
 
-    let device = Device::Cpu;
-    let mut weights = GgufWeights::open(&opts.model, opts.weight_mode, &device)?;
-    let tokenizer = ModelTokenizer::from_gguf(weights.content())?;
-    let config = super::config::DecoderConfig::from_gguf(
-        weights.content(),
-        &opts.model.display().to_string(),
-    )?;
-    let model_sha256 = file_sha256(&opts.model).map_err(|source| CaptureError::Io {
-        path: opts.model.clone(),
-        source,
-    })?;
-    debug!("model {} sha256 {model_sha256}", opts.model.display());
+    // The model loads before any output is touched, so a bad model file
+    // leaves nothing behind.
+    let model = load_model(&opts.model, opts.weight_mode, opts.offline, false)?;
+    let tokenizer = &model.tokenizer;
+    let model_sha256 = model
+        .source
+        .files
+        .iter()
+        .map(|f| f.sha256.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    debug!("model {} sha256 {model_sha256}", model.source.path);
 
     // Tokenize everything first: lengths decide the batches.
     let limit = opts
         .max_tokens
         .unwrap_or(usize::MAX)
-        .min(config.max_position_embeddings);
+        .min(model.max_positions);
     let mut n_truncated = 0;
     let mut tokens = Vec::with_capacity(stimuli.len());
     for s in &stimuli.stimuli {
@@ -145,16 +146,6 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     let partial = partial_dir(&opts.out);
     let resumed = prepare_partial(&partial, &plan)?;
 
-    let decoder = Decoder::from_gguf(&mut weights, false)?;
-    info!(
-        "loaded {} ({}, {} blocks, d_model {}) with {:?} weights",
-        opts.model.display(),
-        config.arch.name(),
-        config.num_hidden_layers,
-        config.hidden_size,
-        opts.weight_mode
-    );
-
     let pad_id = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
     let bar = progress_bar(opts.progress, total_tokens as u64);
     let started = Instant::now();
@@ -168,8 +159,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         }
         let seqs: Vec<(usize, &[u32])> = rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
         let batch = Batch::new(&seqs, pad_id, opts.padding, |id| tokenizer.is_special(id));
-        let hidden =
-            decoder.forward(&batch, &(0..decoder.n_layers()).collect::<Vec<_>>(), &taps)?;
+        let hidden = model.forward(&batch, &taps)?;
         write_chunk(&chunk, &batch, &hidden, opts.pooling)?;
         forward_tokens += batch_tokens;
         bar.inc(batch_tokens as u64);
@@ -185,7 +175,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     };
     info!("forward: {forward_tokens} tokens in {forward_seconds:.1} s ({tokens_per_second:.0} tokens/s)");
 
-    let n_layers = decoder.n_layers();
+    let n_layers = model.n_blocks;
     let names = tensor_names(n_layers, &taps);
     assemble(
         &partial,
@@ -193,7 +183,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         &names,
         &lengths,
         opts.pooling,
-        config.hidden_size,
+        model.d_model,
     )?;
     write_stimuli_table(&partial.join(rundir::STIMULI), &stimuli, &lengths)?;
 
@@ -203,23 +193,13 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         model_name: opts
             .model_name
             .clone()
-            .unwrap_or_else(|| model_stem(&opts.model)),
-        source: ModelSource {
-            kind: "gguf".into(),
-            path: opts.model.display().to_string(),
-            hub_id: None,
-            revision: None,
-            files: vec![WeightFile {
-                path: opts.model.display().to_string(),
-                bytes: fs::metadata(&opts.model).map(|m| m.len()).unwrap_or(0),
-                sha256: model_sha256,
-            }],
-        },
-        architecture: config.arch.name().into(),
+            .unwrap_or_else(|| model.default_name.clone()),
+        source: model.source.clone(),
+        architecture: model.architecture.clone(),
         n_blocks: n_layers,
-        d_model: config.hidden_size,
+        d_model: model.d_model,
         dtype: "f32".into(),
-        quantization: quantization_summary(weights.content()),
+        quantization: model.quantization.clone(),
         weight_mode: enum_name(&opts.weight_mode),
         pooling: enum_name(&opts.pooling),
         padding: enum_name(&opts.padding),
@@ -235,7 +215,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         total_tokens,
         max_tokens: opts.max_tokens,
         n_truncated,
-        config: serde_json::to_value(&config).unwrap_or_default(),
+        config: model.config.clone(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
@@ -259,12 +239,6 @@ fn enum_name<T: Serialize>(value: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
-}
-
-fn model_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
 }
 
 /// `<out>.partial`, the working folder of an unfinished capture.
@@ -542,20 +516,6 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
         fs::rename(partial, out).map_err(|e| io(out, e))?;
     }
     Ok(())
-}
-
-/// GGUF tensor types present in the file, most frequent first.
-fn quantization_summary(content: &candle_core::quantized::gguf_file::Content) -> String {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for info in content.tensor_infos.values() {
-        *counts.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
-    }
-    let mut list: Vec<(String, usize)> = counts.into_iter().collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    list.into_iter()
-        .map(|(k, _)| k)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {

@@ -272,6 +272,54 @@ impl WeightSource for GgufWeights {
     }
 }
 
+/// The weight files of an HF folder: `model.safetensors`, or the shards
+/// named by `model.safetensors.index.json`. Each must exist.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
+    let index = dir.join("model.safetensors.index.json");
+    let single = dir.join("model.safetensors");
+    let file_paths: Vec<PathBuf> = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        let bytes = std::fs::read(&index).map_err(|source| CaptureError::Io {
+            path: index.clone(),
+            source,
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| CaptureError::InvalidModelFile {
+                path: index.clone(),
+                message: format!("not valid JSON: {e}"),
+            })?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| CaptureError::InvalidModelFile {
+                path: index.clone(),
+                message: "no weight_map object".into(),
+            })?;
+        let mut shards: Vec<String> = map
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        shards.into_iter().map(|s| dir.join(s)).collect()
+    } else {
+        return Err(CaptureError::InvalidModelFile {
+            path: dir.to_path_buf(),
+            message: "no model.safetensors or model.safetensors.index.json in the folder".into(),
+        });
+    };
+    for f in &file_paths {
+        if !f.is_file() {
+            return Err(CaptureError::Io {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "weight shard not found"),
+            });
+        }
+    }
+    Ok(file_paths)
+}
+
 /// Tensors of a Hugging Face checkpoint: one `model.safetensors` or the
 /// shards listed in `model.safetensors.index.json`, memory-mapped. Weights
 /// in f16 or bf16 are widened to f32 when loaded.
@@ -289,52 +337,7 @@ pub struct SafetensorsWeights {
 impl SafetensorsWeights {
     /// Opens the checkpoint of the HF folder `dir`.
     pub fn open(dir: &Path, device: &Device) -> Result<Self, CaptureError> {
-        let index = dir.join("model.safetensors.index.json");
-        let single = dir.join("model.safetensors");
-        let file_paths: Vec<PathBuf> = if single.is_file() {
-            vec![single]
-        } else if index.is_file() {
-            let bytes = std::fs::read(&index).map_err(|source| CaptureError::Io {
-                path: index.clone(),
-                source,
-            })?;
-            let json: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| CaptureError::InvalidModelFile {
-                    path: index.clone(),
-                    message: format!("not valid JSON: {e}"),
-                })?;
-            let map = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| CaptureError::InvalidModelFile {
-                    path: index.clone(),
-                    message: "no weight_map object".into(),
-                })?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            shards.into_iter().map(|s| dir.join(s)).collect()
-        } else {
-            return Err(CaptureError::InvalidModelFile {
-                path: dir.to_path_buf(),
-                message: "no model.safetensors or model.safetensors.index.json in the folder"
-                    .into(),
-            });
-        };
-        for f in &file_paths {
-            if !f.is_file() {
-                return Err(CaptureError::Io {
-                    path: f.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "weight shard not found",
-                    ),
-                });
-            }
-        }
+        let file_paths = checkpoint_files(dir)?;
         // SAFETY: the files are only read; the mapping is dropped with self.
         let files = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&file_paths) }
             .map_err(|e| CaptureError::InvalidModelFile {

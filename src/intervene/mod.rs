@@ -20,7 +20,7 @@ mod variant;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::info;
 use ndarray::Array2;
@@ -29,10 +29,10 @@ use serde::Serialize;
 pub use variant::{Variant, VariantError, VariantSet};
 
 use crate::capture::batch::{plan_batches, Batch, Padding};
-use crate::capture::config::DecoderConfig;
 use crate::capture::decoder::{Decoder, Prepared};
-use crate::capture::tokenizer::ModelTokenizer;
-use crate::capture::weights::{GgufWeights, WeightMode};
+use crate::capture::model::{load_model, Network};
+use crate::capture::source::ModelSpec;
+use crate::capture::weights::WeightMode;
 use crate::capture::CaptureError;
 use crate::metrics::MetricSpec;
 use crate::stimuli::StimulusSet;
@@ -68,7 +68,9 @@ impl From<candle_core::Error> for InterventionError {
 /// Settings of an intervention run.
 #[derive(Debug, Clone)]
 pub struct InterventionOptions {
-    pub model: PathBuf,
+    pub model: ModelSpec,
+    /// Never download from the Hub.
+    pub offline: bool,
     pub model_name: Option<String>,
     pub stimuli: PathBuf,
     pub limit: Option<usize>,
@@ -163,12 +165,21 @@ impl Experiment {
     /// Loads the model with its LM head and caches the plain forward.
     pub fn new(opts: &InterventionOptions) -> Result<Self, InterventionError> {
         let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
-        let mut weights = GgufWeights::open(&opts.model, opts.weight_mode, &Device::Cpu)?;
-        // Validates the architecture first: an encoder has no next-token head.
-        DecoderConfig::from_gguf(weights.content(), &opts.model.display().to_string())?;
-        let tokenizer = ModelTokenizer::from_gguf(weights.content()).map_err(CaptureError::from)?;
-        let decoder = Decoder::from_gguf(&mut weights, true)?;
-        let model = opts.model_name.clone().unwrap_or_else(|| stem(&opts.model));
+        let loaded = load_model(&opts.model, opts.weight_mode, opts.offline, true)?;
+        let model = opts
+            .model_name
+            .clone()
+            .unwrap_or_else(|| loaded.default_name.clone());
+        let tokenizer = loaded.tokenizer;
+        let decoder = match loaded.network {
+            Network::Decoder(d) => d,
+            Network::Encoder(_) => {
+                return Err(CaptureError::EncoderOnly {
+                    arch: loaded.architecture,
+                }
+                .into())
+            }
+        };
 
         let mut tokens = Vec::with_capacity(stimuli.len());
         for s in &stimuli.stimuli {
@@ -571,12 +582,6 @@ fn valid_rows(t: &Tensor, batch: &Batch) -> candle_core::Result<Vec<f32>> {
         out.extend_from_slice(&all[(r * pos + range.start) * width..(r * pos + range.end) * width]);
     }
     Ok(out)
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
 }
 
 fn progress(enabled: bool, total: u64) -> ProgressBar {

@@ -4,7 +4,7 @@
 //! Canonical correlations are the singular values of `Q_xᵀ Q_y`, with
 //! `Q` an orthonormal basis of a centred representation (the left singular
 //! vectors of its thin SVD, up to the numerical rank
-//! `s_max · max(n, d) · ε`; Björck and Golub 1973). There are
+//! `s_max · max(n, d) · ε`, NumPy's `matrix_rank` rule). There are
 //! `min(rank X, rank Y)` of them.
 //!
 //! - SVCCA (Raghu et al. 2017) first keeps the top PCA components of each
@@ -33,8 +33,8 @@ pub(crate) struct SubspaceLayer {
 }
 
 impl SubspaceLayer {
-    /// The basis of the raw centred `x`, with PWCCA projections if
-    /// `with_projections`.
+    /// Builds the basis of the raw centred `x`, with the PWCCA projections
+    /// if `with_projections`.
     pub(crate) fn raw(
         x: ArrayView2<f64>,
         with_projections: bool,
@@ -55,7 +55,7 @@ impl SubspaceLayer {
         Ok(SubspaceLayer { q, projections })
     }
 
-    /// The basis of the top PCA components of `x` chosen by `keep`.
+    /// Builds the basis of the top PCA components of `x` chosen by `keep`.
     pub(crate) fn svcca(
         x: ArrayView2<f64>,
         keep: SvccaKeep,

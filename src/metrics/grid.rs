@@ -38,7 +38,7 @@ pub struct GridOptions {
     /// linear kernels switch to the feature form (n x d per layer); used
     /// when `linear_kernel` is `Auto`.
     pub gram_memory_limit: usize,
-    /// How linear-kernel measures keep each layer.
+    /// Storage form of the layers of linear-kernel measures.
     pub linear_kernel: LinearKernelForm,
 }
 
@@ -228,8 +228,8 @@ fn check_layers(a: &[Representation], b: &[Representation]) -> Result<usize, Met
     Ok(n)
 }
 
-/// The processed copies of the layers, or `None` when no outlier policy
-/// applies and the originals are used as they are.
+/// Applies the outlier policy to copies of the layers. Returns `None` for
+/// `OutlierPolicy::None`, so the originals are used without a copy.
 fn apply_outliers(layers: &[Representation], policy: &OutlierPolicy) -> Option<Vec<Array2<f64>>> {
     if *policy == OutlierPolicy::None {
         return None;
@@ -316,7 +316,7 @@ impl Grid<'_, '_> {
         Ok(cells)
     }
 
-    /// Runs the permutations in parallel; each holds one permuted B layer
+    /// Runs the permutations in parallel; each keeps one permuted B layer
     /// at a time.
     fn permutation_p_values(
         &self,

@@ -10,7 +10,7 @@
 //! - [`Representation`] names a matrix (the layer name appears in errors).
 //! - [`compare_grid`] runs one or more measures over every pair of layers of
 //!   two models, preparing each layer once, and adds permutation p-values
-//!   and bootstrap intervals as [`GridOptions`] asks; each result is a
+//!   and bootstrap intervals as [`GridOptions`] requests; each result is a
 //!   [`GridCell`].
 //! - [`OutlierPolicy`] clips or drops outlier activations before a grid.
 //! - Every failure is a [`MetricError`] that names the layer, row or column.
@@ -42,6 +42,7 @@ mod grid;
 mod knn;
 mod linalg;
 mod outliers;
+mod parse;
 mod prepared;
 mod procrustes;
 mod rank;

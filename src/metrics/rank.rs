@@ -82,7 +82,7 @@ fn tied_pairs_sorted<T: PartialEq>(sorted: &[T]) -> u64 {
 /// `x_order` lists the indices sorted by `x_ranks`. Tied pairs count as
 /// neither concordant nor discordant and the denominator is always
 /// `m(m-1)/2` (no tie correction). Discordant pairs are counted as the
-/// inversions of `y` after sorting by `(x, y)` (Knight 1966).
+/// inversions of `y` after sorting by `(x, y)`, counted by merge sort.
 pub(crate) fn kendall_tau_a(x_ranks: &[u32], x_order: &[u32], y_ranks: &[u32]) -> f64 {
     let m = x_ranks.len();
     if m < 2 {

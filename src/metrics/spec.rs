@@ -2,7 +2,6 @@
 //! facts about each measure (kind, range, chance level, minimum stimuli).
 
 use std::fmt;
-use std::str::FromStr;
 
 use ndarray::ArrayView2;
 
@@ -82,56 +81,123 @@ pub enum SvccaKeep {
 }
 
 /// One measure with all its parameters.
+///
+/// Below, `X_c` and `Y_c` are the column-centred inputs (n stimuli), `K`
+/// and `L` their Gram or kernel matrices, and `H = I - 11ᵀ/n`. Every
+/// measure rejects NaN or infinite values, a constant representation
+/// (all rows equal) and unequal row counts. The errors listed under each
+/// variant come on top of those. `docs/metrics.md` has the long form.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Measure {
-    /// Linear CKA with the biased HSIC.
+    /// `linear_cka`: `‖Y_cᵀX_c‖²_F / (‖X_cᵀX_c‖_F ‖Y_cᵀY_c‖_F)`, the biased
+    /// HSIC of linear kernels normalised (Kornblith et al. 2019).
+    /// Similarity in [0, 1]. Invariant to orthogonal maps, isotropic
+    /// scaling and shifts of either side. Biased upwards when n < d.
     LinearCka,
-    /// Linear CKA with the unbiased HSIC U-statistic.
+    /// `linear_cka_debiased`: `HSIC₁(K,L) / sqrt(HSIC₁(K,K) HSIC₁(L,L))`
+    /// with Song et al. 2012's unbiased U-statistic (eq. 5), the same value
+    /// as Székely–Rizzo U-centring. Similarity, range [-1, 1], near 0 for
+    /// independent inputs. Same invariances as `linear_cka`. Needs n >= 4;
+    /// a non-positive `HSIC₁(K,K)` is an error.
     LinearCkaDebiased,
-    /// RBF-kernel CKA, biased HSIC; `f` scales the median-distance bandwidth.
+    /// `rbf_cka:f=…`: biased-HSIC CKA of `K_ij = exp(-‖x_i-x_j‖²/(2σ²))`
+    /// with `σ² = f² · median{‖x_i-x_j‖² : i < j}` set per representation
+    /// (the n(n-1)/2 off-diagonal pairs; Kornblith et al.'s demo code also
+    /// counts the n zero diagonal entries, which moves values by ~1e-3).
+    /// Similarity in [0, 1]. Invariant to orthogonal maps, isotropic
+    /// scaling and shifts. A median of 0 (most rows identical) is an error.
     RbfCka {
-        /// Bandwidth factor.
+        /// Bandwidth factor, > 0; default 1.0.
         f: f64,
     },
-    /// RBF-kernel CKA, unbiased HSIC.
+    /// `rbf_cka_debiased:f=…`: as `rbf_cka` with the unbiased HSIC. Range
+    /// [-1, 1]; needs n >= 4.
     RbfCkaDebiased {
-        /// Bandwidth factor.
+        /// Bandwidth factor, > 0; default 1.0.
         f: f64,
     },
-    /// Linear CKA from unbiased HSIC averaged over consecutive row batches.
+    /// `minibatch_cka:batch=…`: Nguyen, Raghu and Kornblith 2021. The rows
+    /// are split in order into batches of `batch`; a remainder of fewer
+    /// than 4 rows joins the previous batch. Value: the mean over batches
+    /// of `HSIC₁(K_b, L_b)`, divided by the root of the two mean
+    /// self-HSICs (every batch counts once, whatever its size). One batch
+    /// gives `linear_cka_debiased`. Range [-1, 1]; same invariances.
     MinibatchCka {
-        /// Rows per batch.
+        /// Rows per batch, >= 4; default 256.
         batch: usize,
     },
-    /// Representational similarity analysis.
+    /// `rsa:rdm=…,compare=…` (Kriegeskorte et al. 2008). RDMs as in
+    /// rsatoolbox 0.3: `correlation` = 1 - Pearson r of two rows,
+    /// `euclidean` = squared distance / number of columns, `cosine` =
+    /// 1 - cosine. The upper triangles are compared by Spearman (average
+    /// ranks), Pearson, Kendall's tau-a, rho-a (`12 Σ r̃_x r̃_y / (m³-m)`,
+    /// no tie correction) or cosine. Plain `rsa` is correlation/Spearman.
+    /// Similarity in [-1, 1] ([0, 1] for cosine). Invariant to isotropic
+    /// scaling; Euclidean RDMs are also invariant to orthogonal maps and
+    /// shifts, cosine RDMs to orthogonal maps. A constant row (correlation)
+    /// or zero row (cosine) is an error naming the row. A constant RDM is
+    /// an error for Spearman, Pearson and cosine, and gives 0 for tau-a and
+    /// rho-a.
     Rsa {
         /// The RDM of each representation.
         rdm: RdmMethod,
         /// How the two RDMs are compared.
         compare: RdmComparison,
     },
-    /// Procrustes angular shape distance, in radians.
+    /// `procrustes_angular`: `arccos(‖X_cᵀY_c‖_* / (‖X_c‖_F ‖Y_c‖_F))` in
+    /// radians (Williams et al. 2021), with the narrower side zero-padded.
+    /// Distance in [0, π/2]; a rotated copy gives exactly 0, because ratios
+    /// within 16ε of 1 are set to 1. Invariant to orthogonal maps,
+    /// isotropic scaling and shifts; symmetric, and a metric.
     ProcrustesAngular,
-    /// Procrustes Euclidean shape distance, min over rotations of the
-    /// Frobenius residual.
+    /// `procrustes_euclidean`: `min_Q ‖X_c Q - Y_c‖_F` over orthogonal `Q`
+    /// (netrep's `LinearMetric(alpha=1)`), not scale-normalised. Distance in
+    /// [0, ∞); invariant to orthogonal maps and shifts, and scales with an
+    /// isotropic scaling of both sides.
     ProcrustesEuclidean,
-    /// SVCCA: mean canonical correlation after PCA reduction.
+    /// `svcca:k=…` or `svcca:var=…` (Raghu et al. 2017): keep the top PCA
+    /// components of each centred side, a fixed count or the smallest count
+    /// whose explained variance reaches `var`, then report the mean of the
+    /// `min(k_x, k_y)` canonical correlations. Similarity in [0, 1];
+    /// invariant to orthogonal maps, isotropic scaling and shifts. `k >= n`
+    /// and `k` above the numerical rank are errors.
     Svcca {
-        /// How many components to keep.
+        /// How many components to keep; default `var=0.99`.
         keep: SvccaKeep,
     },
-    /// Projection-weighted CCA, weights from the first argument.
+    /// `pwcca` (Morcos et al. 2018): `Σ α_i ρ_i / Σ α_i` over the canonical
+    /// correlations of the raw centred matrices, with `α_i = Σ_j |⟨h_i,
+    /// x̃_j⟩|` from the unit canonical variates `h_i` of the first argument
+    /// and its centred columns `x̃_j`. Not symmetric: swap the arguments to
+    /// weight by the other side. Similarity in [0, 1]; invariant to
+    /// orthogonal maps of the second argument, isotropic scaling and
+    /// shifts. When rank X + rank Y > n - 1 some correlations are 1 by
+    /// construction.
     Pwcca,
-    /// Mean squared canonical correlation of the raw centred matrices.
+    /// `cca_mean_sq`: mean of `ρ_i²` over the `min(rank X, rank Y)`
+    /// canonical correlations of the raw centred matrices (Kornblith et
+    /// al. 2019's R²_CCA). Similarity in [0, 1]; invariant to invertible
+    /// linear maps and shifts.
     CcaMeanSq,
-    /// Mutual k-nearest-neighbour overlap.
+    /// `mutual_knn:k=…` (Huh et al. 2024): mean over stimuli of
+    /// `|N_X(i) ∩ N_Y(i)| / k`, with `N(i)` the `k` most cosine-similar
+    /// other stimuli (self excluded by index, ties to the lower index).
+    /// Similarity in [0, 1]; chance level `k/(n-1)`
+    /// ([`MetricSpec::chance_level`]). Invariant to orthogonal maps and
+    /// isotropic scaling, not to shifts. Needs `k < n`; a zero row is an
+    /// error.
     MutualKnn {
-        /// Neighbours per stimulus.
+        /// Neighbours per stimulus, >= 1; default 10.
         k: usize,
     },
-    /// CKA restricted to mutual k-nearest neighbours.
+    /// `cknna:k=…` (Huh et al. 2024): the unbiased HSIC of the two cosine
+    /// kernels restricted to pairs `(i, j)` where `j` is a neighbour of `i`
+    /// in both, divided by the root of each side's HSIC on its own
+    /// neighbourhoods, as in the authors' reference code. Range about
+    /// [-1, 1]; invariant to orthogonal maps and isotropic scaling. Needs
+    /// `2 <= k < n` and n >= 4; a non-positive self-HSIC is an error.
     Cknna {
-        /// Neighbours per stimulus.
+        /// Neighbours per stimulus, >= 2; default 10.
         k: usize,
     },
 }
@@ -163,12 +229,12 @@ impl From<Measure> for MetricSpec {
 }
 
 impl MetricSpec {
-    /// The measure and its parameters.
+    /// Returns the measure and its parameters.
     pub fn measure(&self) -> &Measure {
         &self.measure
     }
 
-    /// Whether the measure is a similarity or a distance.
+    /// Returns whether the measure is a similarity or a distance.
     pub fn kind(&self) -> MetricKind {
         match self.measure {
             Measure::ProcrustesAngular | Measure::ProcrustesEuclidean => MetricKind::Distance,
@@ -176,8 +242,8 @@ impl MetricSpec {
         }
     }
 
-    /// The range of possible values, `(min, max)`; `max` is infinite for
-    /// the unnormalised Procrustes Euclidean distance.
+    /// Returns the range of possible values, `(min, max)`. The maximum is
+    /// infinite for the unnormalised Procrustes Euclidean distance.
     pub fn value_range(&self) -> (f64, f64) {
         match self.measure {
             Measure::LinearCka | Measure::RbfCka { .. } => (0.0, 1.0),
@@ -193,9 +259,9 @@ impl MetricSpec {
         }
     }
 
-    /// The expected value of the measure for unrelated representations of
-    /// `n` stimuli, where it has a closed form: `k / (n - 1)` for
-    /// `mutual_knn`. `None` for the other measures.
+    /// Returns the expected value of the measure for unrelated
+    /// representations of `n` stimuli where it has a closed form:
+    /// `k / (n - 1)` for `mutual_knn`, and `None` for the other measures.
     pub fn chance_level(&self, n: usize) -> Option<f64> {
         match self.measure {
             Measure::MutualKnn { k } if n > 1 => Some(k as f64 / (n - 1) as f64),
@@ -203,7 +269,8 @@ impl MetricSpec {
         }
     }
 
-    /// The smallest number of stimuli for which the measure is defined.
+    /// Returns the smallest number of stimuli for which the measure is
+    /// defined.
     pub fn min_stimuli(&self) -> usize {
         match self.measure {
             Measure::LinearCkaDebiased | Measure::RbfCkaDebiased { .. } => 4,
@@ -320,234 +387,5 @@ fn compare_name(compare: RdmComparison) -> &'static str {
         RdmComparison::KendallTauA => "kendall_tau_a",
         RdmComparison::RhoA => "rho_a",
         RdmComparison::Cosine => "cosine",
-    }
-}
-
-/// The `key=value` pairs after the colon, with duplicate keys rejected.
-struct Params<'s> {
-    metric: &'s str,
-    pairs: Vec<(&'s str, &'s str)>,
-}
-
-impl<'s> Params<'s> {
-    fn parse(metric: &'s str, text: Option<&'s str>) -> Result<Self, MetricError> {
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        for item in text
-            .unwrap_or("")
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-        {
-            let Some((key, value)) = item.split_once('=') else {
-                return Err(invalid(
-                    metric,
-                    item.trim(),
-                    "",
-                    "write parameters as key=value",
-                ));
-            };
-            let (key, value) = (key.trim(), value.trim());
-            if pairs.iter().any(|(k, _)| *k == key) {
-                return Err(invalid(metric, key, value, "the parameter is given twice"));
-            }
-            pairs.push((key, value));
-        }
-        Ok(Params { metric, pairs })
-    }
-
-    /// Rejects any key outside `valid`.
-    fn allow(&self, valid: &[&str]) -> Result<(), MetricError> {
-        for (key, _) in &self.pairs {
-            if !valid.contains(key) {
-                let valid = if valid.is_empty() {
-                    "none".to_string()
-                } else {
-                    valid.join(", ")
-                };
-                return Err(MetricError::UnknownParameter {
-                    metric: self.metric.to_string(),
-                    key: key.to_string(),
-                    valid,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn get(&self, key: &str) -> Option<&'s str> {
-        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-
-    fn positive_f64(&self, key: &str, default: f64) -> Result<f64, MetricError> {
-        let Some(text) = self.get(key) else {
-            return Ok(default);
-        };
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-            _ => Err(invalid(
-                self.metric,
-                key,
-                text,
-                "expected a finite number > 0",
-            )),
-        }
-    }
-
-    fn count(&self, key: &str, default: usize, min: usize) -> Result<usize, MetricError> {
-        let Some(text) = self.get(key) else {
-            return Ok(default);
-        };
-        match text.parse::<usize>() {
-            Ok(v) if v >= min => Ok(v),
-            _ => Err(invalid(
-                self.metric,
-                key,
-                text,
-                &format!("expected an integer >= {min}"),
-            )),
-        }
-    }
-}
-
-fn invalid(metric: &str, key: &str, value: &str, reason: &str) -> MetricError {
-    MetricError::InvalidParameter {
-        metric: metric.to_string(),
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-fn parse_rdm(params: &Params) -> Result<RdmMethod, MetricError> {
-    match params.get("rdm").unwrap_or("correlation") {
-        "correlation" => Ok(RdmMethod::Correlation),
-        "euclidean" => Ok(RdmMethod::Euclidean),
-        "cosine" => Ok(RdmMethod::Cosine),
-        other => Err(invalid(
-            params.metric,
-            "rdm",
-            other,
-            "expected correlation, euclidean or cosine",
-        )),
-    }
-}
-
-fn parse_compare(params: &Params) -> Result<RdmComparison, MetricError> {
-    // rsatoolbox's spellings (corr, tau-a, rho-a) are accepted as aliases.
-    match params.get("compare").unwrap_or("spearman") {
-        "spearman" => Ok(RdmComparison::Spearman),
-        "pearson" | "corr" => Ok(RdmComparison::Pearson),
-        "kendall_tau_a" | "tau-a" | "tau_a" => Ok(RdmComparison::KendallTauA),
-        "rho_a" | "rho-a" => Ok(RdmComparison::RhoA),
-        "cosine" => Ok(RdmComparison::Cosine),
-        other => Err(invalid(
-            params.metric,
-            "compare",
-            other,
-            "expected spearman, pearson, kendall_tau_a, rho_a or cosine",
-        )),
-    }
-}
-
-fn parse_svcca(params: &Params) -> Result<SvccaKeep, MetricError> {
-    match (params.get("k"), params.get("var")) {
-        (Some(_), Some(_)) => Err(invalid(
-            params.metric,
-            "k",
-            params.get("k").unwrap_or(""),
-            "give either k or var, not both",
-        )),
-        (Some(_), None) => Ok(SvccaKeep::Count(params.count("k", 10, 1)?)),
-        (None, Some(text)) => match text.parse::<f64>() {
-            Ok(v) if v > 0.0 && v <= 1.0 => Ok(SvccaKeep::Variance(v)),
-            _ => Err(invalid(
-                params.metric,
-                "var",
-                text,
-                "expected a fraction of variance in (0, 1]",
-            )),
-        },
-        (None, None) => Ok(SvccaKeep::Variance(0.99)),
-    }
-}
-
-impl FromStr for MetricSpec {
-    type Err = MetricError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        let (name, rest) = match text.split_once(':') {
-            Some((name, rest)) => (name.trim(), Some(rest)),
-            None => (text, None),
-        };
-        let params = Params::parse(name, rest)?;
-        let measure = match name {
-            "linear_cka"
-            | "linear_cka_debiased"
-            | "procrustes_angular"
-            | "procrustes_euclidean"
-            | "pwcca"
-            | "cca_mean_sq" => {
-                params.allow(&[])?;
-                simple_measure(name)
-            }
-            "rbf_cka" | "rbf_cka_debiased" => {
-                params.allow(&["f"])?;
-                let f = params.positive_f64("f", 1.0)?;
-                if name == "rbf_cka" {
-                    Measure::RbfCka { f }
-                } else {
-                    Measure::RbfCkaDebiased { f }
-                }
-            }
-            "minibatch_cka" => {
-                params.allow(&["batch"])?;
-                Measure::MinibatchCka {
-                    batch: params.count("batch", 256, 4)?,
-                }
-            }
-            "rsa" => {
-                params.allow(&["rdm", "compare"])?;
-                Measure::Rsa {
-                    rdm: parse_rdm(&params)?,
-                    compare: parse_compare(&params)?,
-                }
-            }
-            "svcca" => {
-                params.allow(&["k", "var"])?;
-                Measure::Svcca {
-                    keep: parse_svcca(&params)?,
-                }
-            }
-            "mutual_knn" => {
-                params.allow(&["k"])?;
-                Measure::MutualKnn {
-                    k: params.count("k", 10, 1)?,
-                }
-            }
-            "cknna" => {
-                params.allow(&["k"])?;
-                Measure::Cknna {
-                    k: params.count("k", 10, 2)?,
-                }
-            }
-            _ => {
-                return Err(MetricError::UnknownMetric {
-                    name: name.to_string(),
-                    valid: METRIC_NAMES.join(", "),
-                })
-            }
-        };
-        Ok(MetricSpec { measure })
-    }
-}
-
-fn simple_measure(name: &str) -> Measure {
-    match name {
-        "linear_cka" => Measure::LinearCka,
-        "linear_cka_debiased" => Measure::LinearCkaDebiased,
-        "procrustes_angular" => Measure::ProcrustesAngular,
-        "procrustes_euclidean" => Measure::ProcrustesEuclidean,
-        "pwcca" => Measure::Pwcca,
-        _ => Measure::CcaMeanSq,
     }
 }

@@ -44,7 +44,7 @@ pub(crate) fn as_extreme(kind: MetricKind, permuted: f64, observed: f64) -> bool
 
 /// Returns the permutation p-value `(1 + extreme) / (1 + n_permutations)`.
 /// The +1 counts the observed labelling as one of the permutations, so the
-/// p-value is never 0 and the test is exact (Phipson and Smyth 2010).
+/// p-value is never 0 and never below `1 / (1 + n_permutations)`.
 pub(crate) fn p_value(extreme: usize, n_permutations: usize) -> f64 {
     (1 + extreme) as f64 / (1 + n_permutations) as f64
 }

@@ -1,27 +1,28 @@
 //! Ranks and Kendall's tau-a, for comparing RDM vectors.
 
-/// Returns the indices of `values` sorted ascending (ties in index order).
-fn argsort(values: &[f64]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..values.len() as u32).collect();
-    order.sort_by(|&a, &b| values[a as usize].total_cmp(&values[b as usize]));
-    order
+/// Returns `(value, index)` pairs sorted by value. The order among equal
+/// values is unspecified, which neither rank function depends on. Sorting
+/// the pairs themselves avoids an indirect load per comparison.
+fn sorted_pairs(values: &[f64]) -> Vec<(f64, u32)> {
+    let mut pairs: Vec<(f64, u32)> = values.iter().zip(0u32..).map(|(&v, i)| (v, i)).collect();
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    pairs
 }
 
 /// Returns the ranks of `values`, from 1, with tied values sharing the mean
 /// of their ranks (SciPy's `rankdata(method="average")`).
 pub(crate) fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let order = argsort(values);
+    let sorted = sorted_pairs(values);
     let mut ranks = vec![0.0; values.len()];
     let mut start = 0;
-    while start < order.len() {
-        let v = values[order[start] as usize];
+    while start < sorted.len() {
         let mut end = start + 1;
-        while end < order.len() && values[order[end] as usize] == v {
+        while end < sorted.len() && sorted[end].0 == sorted[start].0 {
             end += 1;
         }
         // Ranks start..end (0-based) share (start + 1 + end) / 2.
         let shared = (start + 1 + end) as f64 / 2.0;
-        for &i in &order[start..end] {
+        for &(_, i) in &sorted[start..end] {
             ranks[i as usize] = shared;
         }
         start = end;
@@ -31,11 +32,11 @@ pub(crate) fn average_ranks(values: &[f64]) -> Vec<f64> {
 
 /// Returns dense ranks from 0 (equal values share a rank, no gaps).
 pub(crate) fn dense_ranks(values: &[f64]) -> Vec<u32> {
-    let order = argsort(values);
+    let sorted = sorted_pairs(values);
     let mut ranks = vec![0u32; values.len()];
     let mut current = 0u32;
-    for (pos, &i) in order.iter().enumerate() {
-        if pos > 0 && values[i as usize] != values[order[pos - 1] as usize] {
+    for (pos, &(v, i)) in sorted.iter().enumerate() {
+        if pos > 0 && v != sorted[pos - 1].0 {
             current += 1;
         }
         ranks[i as usize] = current;

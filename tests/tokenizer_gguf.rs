@@ -59,12 +59,12 @@ fn mismatches(tokenizer: &ModelTokenizer, entries: &[Json]) -> Vec<String> {
     failures
 }
 
-fn assert_all_match(tokenizer: &ModelTokenizer, entries: &[Json], what: &str) {
-    assert!(!entries.is_empty(), "{what}: no texts in the fixture");
+fn assert_all_match(tokenizer: &ModelTokenizer, entries: &[Json], label: &str) {
+    assert!(!entries.is_empty(), "{label}: no texts in the fixture");
     let failures = mismatches(tokenizer, entries);
     assert!(
         failures.is_empty(),
-        "{what}: {} of {} texts differ from transformers:\n{}",
+        "{label}: {} of {} texts differ from transformers:\n{}",
         failures.len(),
         entries.len(),
         failures.join("\n")
@@ -101,13 +101,13 @@ fn check_extra_cases(content: &Content, base: &ModelTokenizer, name: &str) {
     for case in cases {
         let overrides = &case["overrides"];
         let entries = case["texts"].as_array().expect("texts is an array");
-        let what = format!("{name} with overrides {overrides}");
+        let label = format!("{name} with overrides {overrides}");
         if overrides.as_object().is_some_and(|o| o.is_empty()) {
-            assert_all_match(base, entries, &what);
+            assert_all_match(base, entries, &label);
         } else {
             let variant = ModelTokenizer::from_gguf(&with_overrides(content, overrides))
                 .expect("variant builds");
-            assert_all_match(&variant, entries, &what);
+            assert_all_match(&variant, entries, &label);
         }
     }
 }
@@ -226,7 +226,7 @@ fn smollm2_special_tokens_and_settings() {
 }
 
 #[test]
-fn smollm2_digits_come_out_one_per_token() {
+fn smollm2_splits_digits_singly() {
     let tokenizer = &smollm2().tokenizer;
     let ids = tokenizer.encode("2024").unwrap();
     let digits: Vec<u32> = ["2", "0", "2", "4"]

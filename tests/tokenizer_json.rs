@@ -20,18 +20,24 @@ fn fixture_path(rel: &str) -> PathBuf {
 
 fn fixture_json(rel: &str) -> Json {
     let path = fixture_path(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON in {}: {e}", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("invalid JSON in {}: {e}", path.display()))
 }
 
 fn ids(value: &Json) -> Vec<u32> {
     let items = value.as_array().expect("an array of ids");
-    items.iter().map(|v| v.as_u64().expect("an id") as u32).collect()
+    items
+        .iter()
+        .map(|v| v.as_u64().expect("an id") as u32)
+        .collect()
 }
 
 fn load(rel: &str) -> ModelTokenizer {
     let path = fixture_path(rel);
-    ModelTokenizer::from_tokenizer_json(&path).unwrap_or_else(|e| panic!("loading {} failed: {e}", path.display()))
+    ModelTokenizer::from_tokenizer_json(&path)
+        .unwrap_or_else(|e| panic!("loading {} failed: {e}", path.display()))
 }
 
 /// Returns the ids under attention mask 1, which are the unpadded encoding.
@@ -48,18 +54,24 @@ fn unpadded_ids(entry: &Json) -> Vec<u32> {
     }
 }
 
-fn assert_entries(tokenizer: &ModelTokenizer, entries: &[Json], what: &str) {
-    assert!(!entries.is_empty(), "{what}: no texts in the fixture");
+fn assert_entries(tokenizer: &ModelTokenizer, entries: &[Json], label: &str) {
+    assert!(!entries.is_empty(), "{label}: no texts in the fixture");
     let mut failures = Vec::new();
     for entry in entries {
         let text = entry["text"].as_str().expect("text is a string");
         let expected = unpadded_ids(entry);
         let actual = tokenizer.encode(text).expect("encoding succeeds");
         if actual != expected {
-            failures.push(format!("{text:?}\n  expected {expected:?}\n  actual   {actual:?}"));
+            failures.push(format!(
+                "{text:?}\n  expected {expected:?}\n  actual   {actual:?}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{what}: texts differ from transformers:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{label}: texts differ from transformers:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -97,7 +109,10 @@ fn minilm_settings() {
     assert!(tokenizer.is_special(101), "[CLS] is special");
     assert!(tokenizer.is_special(102), "[SEP] is special");
     assert!(tokenizer.is_special(0), "[PAD] is special");
-    assert!(!tokenizer.is_special(2158), "an ordinary word is not special");
+    assert!(
+        !tokenizer.is_special(2158),
+        "an ordinary word is not special"
+    );
     let json = serde_json::to_value(&settings).unwrap();
     assert_eq!(json["source"], "tokenizer_json");
 }
@@ -115,7 +130,10 @@ fn bpe512_sample_and_settings() {
     let tokenizer = load("tiny/bpe512/tokenizer.json");
     let info = fixture_json("tiny/tokenizers_info.json");
     let sample = info["bpe512"]["sample_text"].as_str().unwrap();
-    assert_eq!(tokenizer.encode(sample).unwrap(), ids(&info["bpe512"]["sample_ids"]));
+    assert_eq!(
+        tokenizer.encode(sample).unwrap(),
+        ids(&info["bpe512"]["sample_ids"])
+    );
     assert!(tokenizer.adds_bos(), "bpe512 prepends <s>");
     assert_eq!(tokenizer.bos_id(), Some(1));
     assert_eq!(tokenizer.eos_id(), Some(2));
@@ -138,14 +156,17 @@ fn wordpiece_sample_and_settings() {
     let tokenizer = load("tiny/wordpiece/tokenizer.json");
     let info = fixture_json("tiny/tokenizers_info.json");
     let sample = info["wordpiece"]["sample_text"].as_str().unwrap();
-    assert_eq!(tokenizer.encode(sample).unwrap(), ids(&info["wordpiece"]["sample_ids"]));
+    assert_eq!(
+        tokenizer.encode(sample).unwrap(),
+        ids(&info["wordpiece"]["sample_ids"])
+    );
     assert!(!tokenizer.adds_bos(), "[CLS] is not a BOS token");
     assert_eq!(tokenizer.pad_id(), Some(0));
     assert_eq!(tokenizer.settings().model_type, "WordPiece");
 }
 
 #[test]
-fn missing_tokenizer_json_names_the_path() {
+fn missing_tokenizer_json_names_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenizer.json");
     let err = ModelTokenizer::from_tokenizer_json(&path).unwrap_err();
@@ -155,7 +176,7 @@ fn missing_tokenizer_json_names_the_path() {
 }
 
 #[test]
-fn invalid_tokenizer_config_names_the_path() {
+fn invalid_config_names_path() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("tokenizer.json");
     std::fs::copy(fixture_path("tiny/bpe512/tokenizer.json"), &json).unwrap();
@@ -166,12 +187,19 @@ fn invalid_tokenizer_config_names_the_path() {
 }
 
 #[test]
-fn tokenizer_json_without_config_has_no_named_tokens() {
+fn json_without_config_has_no_bos() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("tokenizer.json");
     std::fs::copy(fixture_path("tiny/bpe512/tokenizer.json"), &json).unwrap();
     let tokenizer = ModelTokenizer::from_tokenizer_json(&json).unwrap();
     assert_eq!(tokenizer.bos_id(), None);
-    assert!(!tokenizer.adds_bos(), "without a named BOS token nothing counts as BOS");
-    assert_eq!(tokenizer.encode("The").unwrap().first(), Some(&1), "the template still prepends <s>");
+    assert!(
+        !tokenizer.adds_bos(),
+        "without a named BOS token nothing counts as BOS"
+    );
+    assert_eq!(
+        tokenizer.encode("The").unwrap().first(),
+        Some(&1),
+        "the template still prepends <s>"
+    );
 }

@@ -159,8 +159,16 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         }
         let seqs: Vec<(usize, &[u32])> = rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
         let batch = Batch::new(&seqs, pad_id, opts.padding, |id| tokenizer.is_special(id));
+        let t_forward = Instant::now();
         let hidden = model.forward(&batch, &taps)?;
+        let forward_s = t_forward.elapsed().as_secs_f64();
         write_chunk(&chunk, &batch, &hidden, opts.pooling)?;
+        debug!(
+            "batch {b}: {} rows x {} slots, forward {forward_s:.2} s, pool and write {:.2} s",
+            batch.size(),
+            batch.len(),
+            t_forward.elapsed().as_secs_f64() - forward_s
+        );
         forward_tokens += batch_tokens;
         bar.inc(batch_tokens as u64);
         let secs = started.elapsed().as_secs_f64().max(1e-9);

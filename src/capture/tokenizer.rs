@@ -35,7 +35,7 @@ use tokenizers::{ModelWrapper, PreTokenizerWrapper, Tokenizer};
 
 pub use error::TokenizerError;
 
-/// Where a tokenizer was built from.
+/// The kind of source a tokenizer was built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenizerSource {
@@ -48,7 +48,7 @@ pub enum TokenizerSource {
 /// The settings a tokenizer was built with, as recorded in a run manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenizerSettings {
-    /// Where the tokenizer came from.
+    /// The kind of source the tokenizer was built from.
     pub source: TokenizerSource,
     /// `general.architecture` of a GGUF file; `None` for tokenizer.json.
     pub architecture: Option<String>,
@@ -97,9 +97,9 @@ impl ModelTokenizer {
 
     /// Loads a Hugging Face `tokenizer.json` with padding and truncation off.
     ///
-    /// BOS, EOS and padding tokens are read from `tokenizer_config.json` in
-    /// the same folder when it exists; the padding token falls back to the
-    /// one in the saved padding settings.
+    /// BOS, EOS and padding tokens are read from the `tokenizer_config.json`
+    /// in the same folder, if there is one. Without a padding token there,
+    /// the padding id of the saved padding settings is used.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self, TokenizerError> {
         let read_error = |source| TokenizerError::ReadFile {
             path: path.to_path_buf(),
@@ -153,8 +153,9 @@ impl ModelTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Returns whether `id` is a BOS, EOS, padding or other special token
-    /// (GGUF control tokens, tokenizer.json special added tokens).
+    /// Returns whether `id` is a BOS, EOS, padding or other special token:
+    /// a GGUF control or unknown token, or a special added token of a
+    /// tokenizer.json. GGUF user-defined tokens are not special.
     pub fn is_special(&self, id: u32) -> bool {
         self.special_ids.contains(&id)
     }

@@ -121,20 +121,8 @@ pub fn compare_grid(
         None => side_a.clone(),
     };
 
-    // Group measures that share prepared layers, keeping the output order.
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    let mut group_of: HashMap<String, usize> = HashMap::new();
-    for (index, spec) in metrics.iter().enumerate() {
-        let key = preparation_key(spec);
-        let g = *group_of.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[g].1.push(index);
-    }
-
     let mut results: Vec<Vec<GridCell>> = vec![Vec::new(); metrics.len()];
-    for (_, members) in &groups {
+    for members in group_by_preparation(metrics) {
         let first = &metrics[members[0]];
         let evaluations = 1 + opts.n_permutations + opts.n_bootstrap;
         let plan = Plan::for_pairs(
@@ -160,7 +148,7 @@ pub fn compare_grid(
             plan,
             opts,
         };
-        for &index in members {
+        for index in members {
             results[index] = grid.cells(&metrics[index])?;
         }
     }
@@ -182,6 +170,23 @@ pub fn compare_pair(
         opts,
     )?;
     Ok(cells.into_iter().next().expect("a 1 x 1 grid has one cell"))
+}
+
+/// Returns the indices of `metrics` grouped by the prepared layers they can
+/// share, groups in order of first appearance.
+fn group_by_preparation(metrics: &[MetricSpec]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    for (index, spec) in metrics.iter().enumerate() {
+        let g = *group_of
+            .entry(preparation_key(spec))
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+        groups[g].push(index);
+    }
+    groups
 }
 
 fn validate_options(opts: &GridOptions) -> Result<(), MetricError> {

@@ -45,72 +45,64 @@ pub(crate) struct RdmLayer {
     derived: Derived,
 }
 
-/// Computes the condensed RDM of `x`.
+/// Computes the condensed RDM of `x`: the upper triangle `i < j`, row by
+/// row.
 pub(crate) fn rdm_vector(
     x: ArrayView2<f64>,
     method: RdmMethod,
     layer: &str,
     metric: &str,
 ) -> Result<Vec<f64>, MetricError> {
-    let n = x.nrows();
-    let degenerate =
-        |row: usize, problem: &'static str, fix: &'static str| MetricError::DegenerateRow {
-            layer: layer.to_string(),
-            row,
-            metric: metric.to_string(),
-            problem,
-            fix,
-        };
-    let full: Array2<f64> = match method {
+    let degenerate = |row: usize, problem: &'static str| MetricError::DegenerateRow {
+        layer: layer.to_string(),
+        row,
+        metric: metric.to_string(),
+        problem,
+        fix: "use rsa:rdm=euclidean or drop the stimulus",
+    };
+    let full = match method {
         RdmMethod::Correlation => {
-            // Checked exactly: the mean of equal values can differ from them
-            // in the last bit, which would leave rounding noise to normalise.
-            if let Some(row) = x
-                .rows()
-                .into_iter()
-                .position(|r| r.iter().all(|&v| v == r[0]))
-            {
-                return Err(degenerate(
-                    row,
-                    "is constant (all its activations are equal)",
-                    "use rsa:rdm=euclidean or drop the stimulus",
-                ));
-            }
-            let mut centred = x.to_owned();
-            for mut row in centred.rows_mut() {
-                let mean = row.mean().unwrap_or(0.0);
-                row -= mean;
-            }
-            let z = normalise_rows(centred.view()).map_err(|row| {
-                degenerate(
-                    row,
-                    "is constant (all its activations are equal)",
-                    "use rsa:rdm=euclidean or drop the stimulus",
-                )
-            })?;
+            let z = row_correlation_basis(x)
+                .map_err(|row| degenerate(row, "is constant (all its activations are equal)"))?;
             gram(z.view()).mapv(|c| 1.0 - c)
         }
         RdmMethod::Cosine => {
-            let z = normalise_rows(x).map_err(|row| {
-                degenerate(
-                    row,
-                    "is all zeros",
-                    "use rsa:rdm=euclidean or drop the stimulus",
-                )
-            })?;
+            let z = normalise_rows(x).map_err(|row| degenerate(row, "is all zeros"))?;
             gram(z.view()).mapv(|c| 1.0 - c)
         }
-        RdmMethod::Euclidean => {
-            let p = x.ncols() as f64;
-            pairwise_squared_distances(x) / p
-        }
+        RdmMethod::Euclidean => pairwise_squared_distances(x) / x.ncols() as f64,
     };
+    Ok(upper_triangle(&full))
+}
+
+/// Returns the rows of `x` centred across their features and scaled to
+/// unit norm, or the index of the first constant row.
+fn row_correlation_basis(x: ArrayView2<f64>) -> Result<Array2<f64>, usize> {
+    // Checked exactly: the mean of equal values can differ from them in the
+    // last bit, which would leave rounding noise to normalise.
+    if let Some(row) = x
+        .rows()
+        .into_iter()
+        .position(|r| r.iter().all(|&v| v == r[0]))
+    {
+        return Err(row);
+    }
+    let mut centred = x.to_owned();
+    for mut row in centred.rows_mut() {
+        let mean = row.mean().unwrap_or(0.0);
+        row -= mean;
+    }
+    normalise_rows(centred.view())
+}
+
+fn upper_triangle(full: &Array2<f64>) -> Vec<f64> {
+    let n = full.nrows();
     let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
     for i in 0..n {
         let row = full.row(i);
         out.extend((i + 1..n).map(|j| row[j]));
     }
-    Ok(out)
+    out
 }
 
 fn unit(values: Vec<f64>, centre: bool) -> Option<Vec<f64>> {

@@ -7,6 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::font::FAMILY;
+use super::FIGURE_SIZE;
 
 /// Text sizes as passed to plotters 0.3.7, which draws text at `size / 1.24` pixels per em.
 pub(super) const TITLE_SIZE: f64 = 27.0;
@@ -30,6 +31,11 @@ pub(super) fn failed<E: Display>(error: E) -> DrawFailure {
 pub(super) trait Figure {
     /// Draws the whole figure on `root`.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawFailure>;
+
+    /// Width and height of the PNG in pixels (and of the SVG in user units).
+    fn size(&self) -> (u32, u32) {
+        FIGURE_SIZE
+    }
 }
 
 /// Returns the text style of the embedded font at `size` pixels.
@@ -144,4 +150,88 @@ pub(super) fn format_exact(value: f64) -> String {
     }
     let decimals = (3.0 - magnitude).max(0.0) as usize;
     format!("{value:.decimals$}")
+}
+
+/// The sample drawn before a label in a figure key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum KeyMark {
+    /// A solid horizontal line.
+    Line(ShapeStyle),
+    /// A dashed horizontal line.
+    Dashed(ShapeStyle),
+    /// A vertical whisker with caps.
+    Whisker(ShapeStyle),
+}
+
+/// Width of a key mark, in pixels.
+const MARK_WIDTH: i32 = 30;
+/// Height of one line of a key, in pixels.
+pub(super) const KEY_LINE: u32 = 26;
+
+/// Draws a key of (mark, label) entries in `band`, centred, on as many lines
+/// as the band's width needs. A figure puts the key in its own band, so it
+/// never covers data.
+pub(super) fn draw_key<DB: DrawingBackend>(
+    band: &DrawingArea<DB, Shift>,
+    entries: &[(KeyMark, String)],
+) -> Result<(), DrawFailure> {
+    let (width, _) = band.dim_in_pixel();
+    let entry_width =
+        |label: &str| MARK_WIDTH + 8 + text_width(band, label, TICK_SIZE) as i32 + 28;
+
+    // Greedy line breaking: an entry goes on the next line when it does not fit.
+    let mut lines: Vec<Vec<&(KeyMark, String)>> = vec![Vec::new()];
+    let mut used = 0;
+    for entry in entries {
+        let w = entry_width(&entry.1);
+        let line = lines.last_mut().expect("at least one line");
+        if !line.is_empty() && used + w > width as i32 {
+            lines.push(vec![entry]);
+            used = w;
+        } else {
+            line.push(entry);
+            used += w;
+        }
+    }
+
+    let style = text(TICK_SIZE).pos(Pos::new(HPos::Left, VPos::Center));
+    for (row, line) in lines.iter().enumerate() {
+        let total: i32 = line.iter().map(|e| entry_width(&e.1)).sum::<i32>() - 28;
+        let mut x = (width as i32 - total) / 2;
+        let y = KEY_LINE as i32 * row as i32 + KEY_LINE as i32 / 2;
+        for (mark, label) in line.iter().copied() {
+            draw_mark(band, *mark, x, y)?;
+            band.draw_text(label, &style, (x + MARK_WIDTH + 8, y))
+                .map_err(failed)?;
+            x += entry_width(label);
+        }
+    }
+    Ok(())
+}
+
+fn draw_mark<DB: DrawingBackend>(
+    band: &DrawingArea<DB, Shift>,
+    mark: KeyMark,
+    x: i32,
+    y: i32,
+) -> Result<(), DrawFailure> {
+    match mark {
+        KeyMark::Line(style) => band.draw(&PathElement::new([(x, y), (x + MARK_WIDTH, y)], style)),
+        KeyMark::Dashed(style) => {
+            for start in (x..x + MARK_WIDTH).step_by(10) {
+                band.draw(&PathElement::new([(start, y), (start + 6, y)], style))
+                    .map_err(failed)?;
+            }
+            Ok(())
+        }
+        KeyMark::Whisker(style) => {
+            let centre = x + MARK_WIDTH / 2;
+            band.draw(&PathElement::new([(centre, y - 9), (centre, y + 9)], style))
+                .map_err(failed)?;
+            band.draw(&PathElement::new([(centre - 5, y - 9), (centre + 5, y - 9)], style))
+                .map_err(failed)?;
+            band.draw(&PathElement::new([(centre - 5, y + 9), (centre + 5, y + 9)], style))
+        }
+    }
+    .map_err(failed)
 }

@@ -86,11 +86,6 @@ impl Grid {
         })
     }
 
-    /// Returns the value at positions (`a`, `b`) on the two axes.
-    pub fn value(&self, a: usize, b: usize) -> f64 {
-        self.values[a * self.layers_b.len() + b]
-    }
-
     /// Returns the smallest and largest finite value, or an error when there is none.
     pub fn finite_range(&self) -> Result<(f64, f64), PlotError> {
         let finite = self.values.iter().copied().filter(|v| v.is_finite());

@@ -7,24 +7,36 @@
 //! curve near the diagonal means the two models order their representations
 //! alike. [`plot_all`] draws both kinds for every pair in a set of rows.
 //!
-//! Every figure is written as PNG (900 x 800 px) and SVG, each atomically
-//! (temporary file in the same directory, then rename). Text uses DejaVu
-//! Sans embedded in the binary, so rendering needs no system fonts.
+//! The [`intervene`] figures draw the rows of `repatlas intervene`: swap
+//! matrices, skip curves, shuffled ranges, and the within-model CKA heatmap
+//! beside the swap matrix ([`intervention_figures`] draws all of them).
+//!
+//! Every figure is written as PNG and SVG, each atomically (temporary file
+//! in the same directory, then rename), at [`FIGURE_SIZE`] except the
+//! two-panel [`side_by_side`] figure ([`SIDE_BY_SIDE_SIZE`]). Text uses
+//! DejaVu Sans embedded in the binary, so rendering needs no system fonts.
 
 mod best_match;
+mod cells;
+mod colour;
 mod draw;
 mod font;
 mod grid;
 mod heatmap;
+pub mod intervene;
 mod output;
 
 use std::path::PathBuf;
 
 pub use best_match::best_match;
 pub use heatmap::heatmap;
+pub use intervene::{
+    intervention_figures, shuffle_ranges, side_by_side, skip_curve, swap_matrix,
+    SIDE_BY_SIDE_SIZE,
+};
 pub use output::{plot_all, sanitize};
 
-/// Width and height of every PNG figure, in pixels.
+/// Width and height of every PNG figure but [`side_by_side`], in pixels.
 pub const FIGURE_SIZE: (u32, u32) = (900, 800);
 
 /// Errors of drawing and writing figures.
@@ -74,6 +86,58 @@ pub enum PlotError {
         model_b: String,
         /// Metric name.
         metric: String,
+    },
+    /// A figure of intervention rows found none of the kind it draws.
+    #[error("{figure} found no {wanted} among the {n_rows} rows given: {hint}")]
+    NoVariantRows {
+        /// The figure function, for example `swap_matrix`.
+        figure: &'static str,
+        /// The rows it draws, for example `swap rows with measure kl`.
+        wanted: String,
+        /// How many rows it received.
+        n_rows: usize,
+        /// What to run to get such rows.
+        hint: &'static str,
+    },
+    /// The measure is not one that `repatlas intervene` writes.
+    #[error(
+        "unknown intervention measure {measure:?}: use one of \
+         kl, top1_agreement, delta_nll, linear_cka_final"
+    )]
+    UnknownMeasure {
+        /// The measure requested.
+        measure: String,
+    },
+    /// An intervention row names no block, or a block outside the model.
+    #[error("invalid {kind} row of {model} (i = {i:?}, j = {j:?}, n_blocks = {n_blocks}): {message}")]
+    InvalidInterventionRow {
+        /// The model of the row.
+        model: String,
+        /// The variant kind of the row.
+        kind: String,
+        /// The `i` column.
+        i: Option<u32>,
+        /// The `j` column.
+        j: Option<u32>,
+        /// The `n_blocks` column.
+        n_blocks: u32,
+        /// What is wrong with it.
+        message: &'static str,
+    },
+    /// The threshold of the shuffled-range figure is not a top-1 agreement.
+    #[error("threshold {0} is outside 0..=1: pass a top-1 agreement, for example 0.9")]
+    InvalidThreshold(f64),
+    /// The CKA rows contain no comparison of the intervened model with itself.
+    #[error(
+        "the CKA rows contain no linear_cka comparison of {model} with itself \
+         (found: {found}): compare the model's run with itself using linear_cka, \
+         with the same model name as the intervention run"
+    )]
+    NoSelfComparison {
+        /// The model of the intervention rows.
+        model: String,
+        /// The (model_a, model_b, metric) keys present, comma-separated.
+        found: String,
     },
     /// Registering the embedded font with plotters failed.
     #[error("registering the embedded DejaVu Sans font failed")]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::draw::{DrawFailure, Figure};
-use super::{best_match, font, heatmap, PlotError, FIGURE_SIZE};
+use super::{best_match, font, heatmap, PlotError};
 use crate::results::{AtomicFile, ResultRow};
 
 /// Draws `figure` and writes `out_stem.png` and `out_stem.svg` atomically.
@@ -48,7 +48,7 @@ fn write_png(figure: &impl Figure, path: &Path) -> Result<(), PlotError> {
     };
     let atomic = AtomicFile::new(path);
     {
-        let root = BitMapBackend::new(atomic.path(), FIGURE_SIZE).into_drawing_area();
+        let root = BitMapBackend::new(atomic.path(), figure.size()).into_drawing_area();
         figure.draw(&root).map_err(drawing_error)?;
         root.present()
             .map_err(|e| drawing_error(DrawFailure(e.to_string())))?;
@@ -67,7 +67,7 @@ fn write_svg(figure: &impl Figure, path: &Path) -> Result<(), PlotError> {
     };
     let mut document = String::new();
     {
-        let root = SVGBackend::with_string(&mut document, FIGURE_SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut document, figure.size()).into_drawing_area();
         figure.draw(&root).map_err(drawing_error)?;
         root.present()
             .map_err(|e| drawing_error(DrawFailure(e.to_string())))?;
@@ -124,13 +124,13 @@ pub fn plot_all(rows: &[ResultRow], out_dir: &Path) -> Result<Vec<PathBuf>, Plot
 
 /// Stems already used in one output directory.
 #[derive(Default)]
-struct UniqueStems {
+pub(super) struct UniqueStems {
     used: HashSet<String>,
 }
 
 impl UniqueStems {
     /// Returns `stem`, or `stem-2`, `stem-3`, ... when it was used before.
-    fn claim(&mut self, stem: String) -> String {
+    pub(super) fn claim(&mut self, stem: String) -> String {
         let mut candidate = stem.clone();
         let mut suffix = 2;
         while self.used.contains(&candidate) {

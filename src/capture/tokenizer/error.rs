@@ -6,14 +6,14 @@ use std::path::PathBuf;
 /// metadata or a `tokenizer.json`, and encoding text.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    /// A metadata key that the tokenizer needs is absent.
+    /// A metadata key that the tokenizer needs is missing.
     #[error(
         "GGUF metadata key {key} is missing, so the file carries no usable tokenizer; \
          re-export the model with llama.cpp's convert_hf_to_gguf.py, or load its tokenizer.json"
     )]
     MissingKey { key: &'static str },
 
-    /// A metadata key holds a value of the wrong GGUF type.
+    /// A metadata key with a value of the wrong GGUF type.
     #[error("GGUF metadata key {key} is invalid: expected {expected}, found {found}")]
     WrongType {
         key: &'static str,
@@ -21,25 +21,25 @@ pub enum TokenizerError {
         found: String,
     },
 
-    /// A metadata value has the right type but an impossible content.
+    /// A metadata value of the right type but with invalid content.
     #[error("GGUF metadata key {key} is invalid: {reason}")]
     InvalidMetadata { key: &'static str, reason: String },
 
-    /// `tokenizer.ggml.model` names a tokenizer kind that is not built here.
+    /// A `tokenizer.ggml.model` value that no builder here supports.
     #[error(
         "GGUF tokenizer model {model:?} (key tokenizer.ggml.model) is not supported; \
          supported: {supported}; load the model's tokenizer.json instead"
     )]
     UnsupportedModel { model: String, supported: String },
 
-    /// `tokenizer.ggml.pre` names a pre-tokenizer whose split rule is not known here.
+    /// A `tokenizer.ggml.pre` value whose split rule is not known here.
     #[error(
         "GGUF pre-tokenizer {pre:?} (key tokenizer.ggml.pre) is not supported; \
          supported: {supported}; load the model's tokenizer.json instead"
     )]
     UnsupportedPreTokenizer { pre: String, supported: String },
 
-    /// The `tokenizers` library rejected a component built from the metadata.
+    /// A component that the `tokenizers` library rejected.
     #[error("building the {component} of the tokenizer failed: {source}")]
     Build {
         component: &'static str,
@@ -47,7 +47,7 @@ pub enum TokenizerError {
         source: tokenizers::Error,
     },
 
-    /// A `tokenizer.json` or its `tokenizer_config.json` could not be read.
+    /// A `tokenizer.json` or `tokenizer_config.json` that could not be read.
     #[error(
         "cannot read tokenizer file {path}: {source}; check that the model folder is complete"
     )]
@@ -57,7 +57,7 @@ pub enum TokenizerError {
         source: tokenizers::Error,
     },
 
-    /// Encoding a text failed inside the `tokenizers` library.
+    /// A failure of the `tokenizers` library while encoding a text.
     #[error("encoding text {preview:?} failed: {source}")]
     Encode {
         preview: String,

@@ -6,6 +6,7 @@
 //! and the BOS/EOS template, in the order transformers 5.25 does.
 
 use candle_core::quantized::gguf_file::Content;
+use serde_json::{json, Value as Json};
 use tokenizers::processors::template::{Template, TemplateProcessing};
 use tokenizers::{AddedToken, Tokenizer};
 
@@ -146,34 +147,15 @@ fn set_template(
     let bos = flagged_token(meta, add_bos, meta.bos_id, "BOS");
     let eos = flagged_token(meta, add_eos, meta.eos_id, "EOS");
 
-    let special = |token: &str, type_id: u32| serde_json::json!({"SpecialToken": {"id": token, "type_id": type_id}});
-    let sequence =
-        |id: &str, type_id: u32| serde_json::json!({"Sequence": {"id": id, "type_id": type_id}});
-    let mut single = Vec::new();
-    let mut pair = Vec::new();
-    for (type_id, id, pieces) in [(0, "A", &mut single), (1, "B", &mut pair)] {
-        pieces.extend(bos.map(|(token, _)| special(token, type_id)));
-        pieces.push(sequence(id, type_id));
-        pieces.extend(eos.map(|(token, _)| special(token, type_id)));
-    }
-    pair = single.iter().cloned().chain(pair).collect();
-
-    let template = |pieces: Vec<serde_json::Value>| -> Result<Template, TokenizerError> {
-        serde_json::from_value(serde_json::Value::Array(pieces)).map_err(|e| {
-            TokenizerError::Build {
-                component: "BOS/EOS template",
-                source: e.into(),
-            }
-        })
-    };
+    let (single, pair) = template_pieces(bos.map(|(t, _)| t), eos.map(|(t, _)| t));
     let tokens: Vec<(String, u32)> = bos
         .iter()
         .chain(eos.iter())
         .map(|&(t, id)| (t.to_string(), id))
         .collect();
     let processor = TemplateProcessing::builder()
-        .single(template(single)?)
-        .pair(template(pair)?)
+        .single(parse_template(single)?)
+        .pair(parse_template(pair)?)
         .special_tokens(tokens)
         .build()
         .map_err(|e| TokenizerError::Build {
@@ -182,6 +164,33 @@ fn set_template(
         })?;
     tokenizer.with_post_processor(Some(processor));
     Ok((bos.is_some(), eos.is_some()))
+}
+
+/// Returns the single and pair templates in the serialized form of
+/// `tokenizers`: `[BOS] $A [EOS]` and `[BOS] $A [EOS] [BOS] $B [EOS]`, the
+/// second sequence with type id 1, and each special token only if given.
+fn template_pieces(bos: Option<&str>, eos: Option<&str>) -> (Vec<Json>, Vec<Json>) {
+    let sequence_pieces = |id: &str, type_id: u32| {
+        let special = |token: &str| json!({"SpecialToken": {"id": token, "type_id": type_id}});
+        let mut pieces: Vec<Json> = bos.map(special).into_iter().collect();
+        pieces.push(json!({"Sequence": {"id": id, "type_id": type_id}}));
+        pieces.extend(eos.map(special));
+        pieces
+    };
+    let single = sequence_pieces("A", 0);
+    let pair = single
+        .iter()
+        .cloned()
+        .chain(sequence_pieces("B", 1))
+        .collect();
+    (single, pair)
+}
+
+fn parse_template(pieces: Vec<Json>) -> Result<Template, TokenizerError> {
+    serde_json::from_value(Json::Array(pieces)).map_err(|e| TokenizerError::Build {
+        component: "BOS/EOS template",
+        source: e.into(),
+    })
 }
 
 /// Returns the token and id to add when `flag` is set, warning when the id is absent.

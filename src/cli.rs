@@ -11,7 +11,7 @@ use log::info;
 use repatlas::capture::{self, CaptureOptions, Padding, Pooling, Tap, WeightMode};
 use repatlas::compare::{self, CompareOptions, TapChoice};
 use repatlas::intervene::{self, InterventionOptions, VariantSet};
-use repatlas::metrics::{GridOptions, MetricSpec};
+use repatlas::metrics::{GridOptions, MetricSpec, OutlierPolicy};
 use repatlas::{demo, plot, results};
 
 #[derive(Parser)]
@@ -137,6 +137,14 @@ struct CompareArgs {
     /// Seed of permutations and bootstrap resamples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Confidence level of bootstrap intervals.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Outlier handling before every measure: none, clip:q=0.999 (clamp to
+    /// the quantile of absolute values) or exclude:factor=100 (drop columns
+    /// whose max |activation| is that many times the median column's).
+    #[arg(long, default_value = "none")]
+    outliers: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -346,6 +354,8 @@ fn run_compare(args: CompareArgs) -> Result<()> {
             n_permutations: args.permutations,
             n_bootstrap: args.bootstrap,
             seed: args.seed,
+            confidence: args.confidence,
+            outliers: args.outliers.parse::<OutlierPolicy>()?,
             ..GridOptions::default()
         },
         tap: args.tap,

@@ -31,17 +31,8 @@ pub enum CompareError {
     UnknownSource { path: PathBuf },
     #[error("{path}: folder holds no .npy files")]
     EmptyFolder { path: PathBuf },
-    #[error("runs were made on different stimuli: {a} has stimulus set {hash_a} ({n_a} stimuli from {file_a}), {b} has {hash_b} ({n_b} stimuli from {file_b}); capture both on the same stimulus file and --limit")]
-    DifferentStimuli {
-        a: PathBuf,
-        b: PathBuf,
-        hash_a: String,
-        hash_b: String,
-        n_a: usize,
-        n_b: usize,
-        file_a: String,
-        file_b: String,
-    },
+    #[error("{0}")]
+    DifferentStimuli(Box<StimuliMismatch>),
     #[error("{a} has {n_a} rows and {b} has {n_b}; both sides need one row per stimulus, in the same order")]
     RowCount {
         a: PathBuf,
@@ -63,6 +54,36 @@ pub enum CompareError {
     },
     #[error("invalid layer selection {spec:?}: {message}; write indices and ranges like 0,4,8-12")]
     LayerSpec { spec: String, message: String },
+}
+
+/// Two runs made on different stimulus sets.
+#[derive(Debug)]
+pub struct StimuliMismatch {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub hash_a: String,
+    pub hash_b: String,
+    pub n_a: usize,
+    pub n_b: usize,
+    pub file_a: String,
+    pub file_b: String,
+}
+
+impl std::fmt::Display for StimuliMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "runs were made on different stimuli: {} has stimulus set {} ({} stimuli from {}), {} has {} ({} stimuli from {}); capture both on the same stimulus file and --limit",
+            self.a.display(),
+            self.hash_a,
+            self.n_a,
+            self.file_a,
+            self.b.display(),
+            self.hash_b,
+            self.n_b,
+            self.file_b
+        )
+    }
 }
 
 /// Where one side's layers come from.
@@ -409,7 +430,7 @@ pub fn compare(
 fn check_same_stimuli(a: &Source, b: &Source) -> Result<(), CompareError> {
     if let (Some(sa), Some(sb)) = (&a.stimuli, &b.stimuli) {
         if sa.set_sha256 != sb.set_sha256 {
-            return Err(CompareError::DifferentStimuli {
+            return Err(CompareError::DifferentStimuli(Box::new(StimuliMismatch {
                 a: a.path.clone(),
                 b: b.path.clone(),
                 hash_a: sa.set_sha256.chars().take(12).collect(),
@@ -418,7 +439,7 @@ fn check_same_stimuli(a: &Source, b: &Source) -> Result<(), CompareError> {
                 n_b: sb.n,
                 file_a: sa.file.clone(),
                 file_b: sb.file.clone(),
-            });
+            })));
         }
     }
     if a.n_rows() != b.n_rows() {

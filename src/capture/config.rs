@@ -347,7 +347,7 @@ impl Meta<'_> {
         let value = self.get(key)?;
         value
             .to_string()
-            .map(|s| s.clone())
+            .cloned()
             .map_err(|_| self.wrong_type(key, "a string"))
     }
 

@@ -358,3 +358,39 @@ fn interrupted_capture_resumes_to_same_result() {
         );
     }
 }
+
+#[test]
+fn max_tokens_truncates_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("short");
+    let result = capture(
+        &model,
+        &small_stimuli(),
+        &out,
+        &["--max-tokens", "6", "--pooling", "all"],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("truncated"),
+        "no warning: {}",
+        stderr(&result)
+    );
+    let run = repatlas::capture::Run::open(&out).unwrap();
+    assert!(run.manifest.n_truncated > 0);
+    assert_eq!(run.manifest.max_tokens, Some(6));
+    let offsets = run.offsets().unwrap();
+    assert_eq!(offsets.len(), 13);
+    assert!(
+        offsets.windows(2).all(|w| (1..=6).contains(&(w[1] - w[0]))),
+        "{offsets:?}"
+    );
+    assert_eq!(run.layer(3).unwrap().nrows() as i64, offsets[12]);
+
+    let file = std::fs::File::open(out.join("stimuli.parquet")).unwrap();
+    use polars::prelude::SerReader;
+    let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
+    assert_eq!(df.height(), 12);
+    let n_tokens = df.column("n_tokens").unwrap().u32().unwrap();
+    assert!(n_tokens.iter().all(|n| n.unwrap() <= 6));
+}

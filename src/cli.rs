@@ -103,7 +103,7 @@ struct CompareArgs {
     a: PathBuf,
     /// Second source; omit to compare A with itself.
     b: Option<PathBuf>,
-    /// Comma-separated metrics, each `name` or `name:key=value,...` (see docs/metrics.md).
+    /// Metrics separated by ';', each `name` or `name:key=value,...` (see docs/metrics.md).
     #[arg(
         long,
         default_value = "linear_cka;linear_cka_debiased;rsa;procrustes_angular",
@@ -222,10 +222,24 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("repatlas: error: {err:#}");
+            eprintln!("repatlas: error: {}", error_chain(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The error and its causes, leaving out a cause whose text the message
+/// already contains (typed errors often print their source themselves).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn init_logging(verbose: u8) {
@@ -279,6 +293,12 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
     if args.max_tokens == Some(0) {
         bail!("--max-tokens must be positive");
     }
+    if args.limit == Some(0) {
+        bail!("--limit must be positive");
+    }
+    if args.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        bail!("--name must not be empty");
+    }
     let taps = args
         .taps
         .iter()
@@ -320,10 +340,16 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
 fn parse_metrics(names: &[String]) -> Result<Vec<MetricSpec>> {
     let mut specs = Vec::new();
     for name in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        specs.push(
-            name.parse::<MetricSpec>()
-                .with_context(|| format!("invalid --metrics entry {name:?}"))?,
-        );
+        let spec = name
+            .parse::<MetricSpec>()
+            .with_context(|| format!("invalid --metrics entry {name:?}"))?;
+        // The same measure twice would give duplicate rows.
+        if !specs
+            .iter()
+            .any(|s: &MetricSpec| s.to_string() == spec.to_string())
+        {
+            specs.push(spec);
+        }
     }
     if specs.is_empty() {
         bail!("--metrics is empty; name at least one metric, e.g. linear_cka");
@@ -336,6 +362,9 @@ fn run_compare(args: CompareArgs) -> Result<()> {
     let metrics = parse_metrics(&args.metrics)?;
     if args.format == Format::Parquet && args.out.is_none() {
         bail!("--out is required with --format parquet (or use --format jsonl to print rows)");
+    }
+    if args.format == Format::Jsonl && args.out.is_some() {
+        bail!("--out is only written with --format parquet; --format jsonl prints rows to stdout");
     }
     let layers_a = args
         .layers_a

@@ -29,6 +29,8 @@ pub enum CompareError {
     Npy(#[from] NpyError),
     #[error("{path}: not a run directory, .npy file or folder of .npy files")]
     UnknownSource { path: PathBuf },
+    #[error("{path}: --tap and --final-norm apply to run directories, not to .npy inputs")]
+    NpyOptions { path: PathBuf },
     #[error("{path}: folder holds no .npy files")]
     EmptyFolder { path: PathBuf },
     #[error("{0}")]
@@ -138,6 +140,12 @@ impl Source {
             return Self::from_run(path, opts, select);
         }
         if path.is_file() && path.extension().is_some_and(|e| e == "npy") {
+            select_layers(path, &[0], select)?;
+            if opts.tap != TapChoice::ResidPost || opts.include_final_norm {
+                return Err(CompareError::NpyOptions {
+                    path: path.to_path_buf(),
+                });
+            }
             let data = crate::npy::read_npy(path)?;
             let bytes = std::fs::read(path).map_err(|source| CaptureError::Io {
                 path: path.to_path_buf(),
@@ -376,6 +384,10 @@ pub fn parse_layers(spec: &str) -> Result<Vec<usize>, CompareError> {
     }
     if out.is_empty() {
         return Err(bad("no layers given".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = out.iter().find(|l| !seen.insert(**l)) {
+        return Err(bad(format!("layer {dup} is listed twice")));
     }
     Ok(out)
 }

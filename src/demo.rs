@@ -72,6 +72,14 @@ pub struct DemoOutcome {
 pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
     let started = Instant::now();
     let stimuli = StimulusSet::load(&args.stimuli, args.limit)?;
+    if stimuli.len() < 4 {
+        bail!(
+            "the demo needs at least 4 stimuli (debiased CKA is undefined below n = 4); {} has {} with --limit {:?}",
+            args.stimuli.display(),
+            stimuli.len(),
+            args.limit
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
 

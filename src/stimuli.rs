@@ -50,6 +50,8 @@ pub enum StimuliError {
         line: usize,
         id: String,
     },
+    #[error("{path} is not valid UTF-8 (first invalid byte at offset {offset}); save it as UTF-8")]
+    Encoding { path: PathBuf, offset: usize },
     #[error("stimulus file {path} has no records; add one JSON object per line")]
     Empty { path: PathBuf },
 }
@@ -62,7 +64,12 @@ impl StimulusSet {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = String::from_utf8_lossy(&bytes);
+        let text = std::str::from_utf8(&bytes).map_err(|e| StimuliError::Encoding {
+            path: path.to_path_buf(),
+            offset: e.valid_up_to(),
+        })?;
+        // A UTF-8 byte order mark is not part of the first record.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut stimuli = Vec::new();
         let mut ids = HashSet::new();
         for (n, line) in text.lines().enumerate() {

@@ -275,3 +275,43 @@ fn missing_or_misshapen_tensor_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn rope_scaling_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixture("reference/tiny_models/llama");
+    std::fs::copy(
+        src.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    config["rope_parameters"] =
+        serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0});
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let err = Decoder::from_hf_folder(dir.path(), false)
+        .err()
+        .expect("scaled RoPE is rejected")
+        .to_string();
+    assert!(
+        err.contains("llama3") && err.contains("RoPE scaling"),
+        "{err}"
+    );
+
+    config["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": "big"});
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let err = Decoder::from_hf_folder(dir.path(), false)
+        .err()
+        .expect("a string theta is rejected")
+        .to_string();
+    assert!(err.contains("rope_theta"), "{err}");
+}

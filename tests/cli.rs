@@ -394,3 +394,79 @@ fn max_tokens_truncates_and_counts() {
     let n_tokens = df.column("n_tokens").unwrap().u32().unwrap();
     assert!(n_tokens.iter().all(|n| n.unwrap() <= 6));
 }
+
+#[test]
+fn overwrite_never_deletes_foreign_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    // A folder that is not a run survives --overwrite.
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("sub")).unwrap();
+    std::fs::write(victim.join("sub/thesis.tex"), "precious").unwrap();
+    let result = capture(&model, &small_stimuli(), &victim, &["--overwrite"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains("manifest.json"),
+        "{}",
+        stderr(&result)
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.join("sub/thesis.tex")).unwrap(),
+        "precious"
+    );
+
+    // A user's own folder named like the working folder is kept.
+    let out = dir.path().join("run");
+    let partial = dir.path().join("run.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("notes.txt"), "mine").unwrap();
+    let result = capture(&model, &small_stimuli(), &out, &[]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains("run.partial"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(partial.join("notes.txt").is_file());
+
+    // A file as --out is rejected, and so is a path without a name.
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "data").unwrap();
+    let result = capture(&model, &small_stimuli(), &file, &["--overwrite"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+    assert!(!dir.path().join("afile.old").exists());
+    let result = capture(&model, &small_stimuli(), Path::new("."), &["--overwrite"]);
+    assert_eq!(result.status.code(), Some(2));
+
+    // --overwrite replaces a real run, and a sibling named <out>.old is untouched.
+    std::fs::remove_dir_all(&partial).unwrap();
+    let result = capture(&model, &small_stimuli(), &out, &[]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let sibling = dir.path().join("run.old");
+    std::fs::create_dir_all(&sibling).unwrap();
+    std::fs::write(sibling.join("keep.txt"), "keep").unwrap();
+    let result = capture(&model, &small_stimuli(), &out, &["--overwrite"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(sibling.join("keep.txt").is_file());
+    assert!(out.join("manifest.json").is_file());
+}
+
+#[test]
+fn stimuli_encoding_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = dir.path().join("bom.jsonl");
+    std::fs::write(&bom, "\u{feff}{\"id\": \"a\", \"text\": \"hello\"}\n").unwrap();
+    let set = repatlas::stimuli::StimulusSet::load(&bom, None).unwrap();
+    assert_eq!(set.stimuli[0].id, "a");
+
+    let latin1 = dir.path().join("latin1.jsonl");
+    std::fs::write(&latin1, b"{\"id\": \"a\", \"text\": \"caf\xe9\"}\n").unwrap();
+    let err = repatlas::stimuli::StimulusSet::load(&latin1, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("UTF-8") && err.contains("latin1.jsonl"),
+        "{err}"
+    );
+}

@@ -132,6 +132,21 @@ impl DecoderConfig {
             None => hidden_size / num_attention_heads,
         };
         let num_hidden_layers = meta.usize(&key("block_count"))?;
+        if content.tensor_infos.contains_key("rope_freqs.weight") {
+            return Err(CaptureError::InvalidConfig {
+                file: file.to_string(),
+                message: "the file carries rope_freqs.weight (scaled RoPE, e.g. Llama 3.1); RoPE scaling is not implemented".into(),
+            });
+        }
+        if let Some(scaling) = content.metadata.get(&key("rope.scaling.type")) {
+            let kind = scaling.to_string().map(|s| s.as_str()).unwrap_or("?");
+            if kind != "none" {
+                return Err(CaptureError::InvalidConfig {
+                    file: file.to_string(),
+                    message: format!("{arch_name}.rope.scaling.type is {kind:?}; RoPE scaling is not implemented, only the default rotary embedding"),
+                });
+            }
+        }
         let gemma = arch == Arch::Gemma3;
         let sliding_window = meta.opt_usize(&key("attention.sliding_window"))?;
         let layer_types = if gemma {
@@ -194,14 +209,24 @@ impl DecoderConfig {
         let head_dim = cfg
             .opt_usize("head_dim")?
             .unwrap_or(hidden_size / num_attention_heads.max(1));
-        let rope = |kind: Option<&str>| -> Option<f64> {
+        check_rope_scaling(json, file)?;
+        let rope = |kind: Option<&str>| -> Result<Option<f64>, CaptureError> {
             let params = json.get("rope_parameters");
             let nested = kind.and_then(|k| params.and_then(|p| p.get(k)));
-            nested
+            let value = nested
                 .or(params)
                 .and_then(|p| p.get("rope_theta"))
-                .or_else(|| json.get("rope_theta"))
-                .and_then(serde_json::Value::as_f64)
+                .or_else(|| json.get("rope_theta"));
+            match value {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| CaptureError::InvalidConfig {
+                        file: file.to_string(),
+                        message: format!("rope_theta {v} is not a number"),
+                    }),
+            }
         };
         let sliding_window = match arch {
             Arch::Mistral | Arch::Gemma3 => cfg.opt_usize("sliding_window")?,
@@ -255,14 +280,14 @@ impl DecoderConfig {
                 .opt_usize("num_key_value_heads")?
                 .unwrap_or(num_attention_heads),
             head_dim,
-            rope_theta: rope(gemma.then_some("full_attention")).unwrap_or(10_000.0),
+            rope_theta: rope(gemma.then_some("full_attention"))?.unwrap_or(10_000.0),
             rms_norm_eps: cfg.f64("rms_norm_eps")?,
             max_position_embeddings: cfg.opt_usize("max_position_embeddings")?.unwrap_or(4096),
             rope_interleaved: false,
             sliding_window,
             layer_types,
             rope_local_theta: if gemma {
-                rope(Some("sliding_attention")).or(Some(10_000.0))
+                rope(Some("sliding_attention"))?.or(Some(10_000.0))
             } else {
                 None
             },
@@ -289,6 +314,11 @@ impl DecoderConfig {
             file: file.to_string(),
             message: what,
         };
+        if self.num_hidden_layers == 0 || self.hidden_size == 0 {
+            return Err(bad(
+                "num_hidden_layers and hidden_size must be positive".into()
+            ));
+        }
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
             return Err(bad("head counts must be positive".into()));
         }
@@ -388,6 +418,58 @@ impl Meta<'_> {
             Ok(None)
         }
     }
+}
+
+/// Rejects RoPE scaling (llama3, linear, dynamic, yarn, ...): the forward
+/// implements the default rotary embedding only, and ignoring a scaling
+/// would silently change every hidden state.
+fn check_rope_scaling(json: &serde_json::Value, file: &str) -> Result<(), CaptureError> {
+    let mut entries = Vec::new();
+    for key in ["rope_parameters", "rope_scaling"] {
+        match json.get(key) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(map)) => {
+                if map.contains_key("rope_type")
+                    || map.contains_key("type")
+                    || map.contains_key("rope_theta")
+                {
+                    entries.push((key.to_string(), map.clone()));
+                } else {
+                    // Per-layer-type parameters (Gemma 3).
+                    for (kind, v) in map {
+                        match v.as_object() {
+                            Some(inner) => entries.push((format!("{key}.{kind}"), inner.clone())),
+                            None => {
+                                return Err(CaptureError::InvalidConfig {
+                                    file: file.to_string(),
+                                    message: format!("{key}.{kind} is not an object"),
+                                })
+                            }
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(CaptureError::InvalidConfig {
+                    file: file.to_string(),
+                    message: format!("{key} is {other}, expected an object"),
+                })
+            }
+        }
+    }
+    for (key, map) in entries {
+        let kind = map.get("rope_type").or_else(|| map.get("type"));
+        match kind.and_then(|k| k.as_str()) {
+            None | Some("default") => {}
+            Some(other) => {
+                return Err(CaptureError::InvalidConfig {
+                    file: file.to_string(),
+                    message: format!("{key} asks for RoPE scaling {other:?}, which is not implemented (only the default rotary embedding is); such models cannot be captured yet"),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Typed access to `config.json` keys with errors that name the key and file.

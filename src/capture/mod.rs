@@ -62,11 +62,21 @@ pub enum CaptureError {
     #[error("invalid --model {spec:?}: {message}")]
     InvalidModelSpec { spec: String, message: String },
     #[error("Hub model {id}@{revision} is not in the cache {cache} and offline mode is on (HF_HUB_OFFLINE); download it on a machine with Hub access, copy the cache, or unset HF_HUB_OFFLINE")]
-    HubNotCached { id: String, revision: String, cache: PathBuf },
+    HubNotCached {
+        id: String,
+        revision: String,
+        cache: PathBuf,
+    },
     #[error("cannot download {file} of Hub model {id}: {message}")]
-    HubDownload { id: String, file: String, message: String },
+    HubDownload {
+        id: String,
+        file: String,
+        message: String,
+    },
     #[error("{path} is not a complete run directory: {message}")]
     NotARun { path: PathBuf, message: String },
+    #[error("refusing to write {path}: {message}")]
+    ForeignOutput { path: PathBuf, message: String },
     #[error(
         "output {path} already exists; pass --overwrite to replace it or choose another --out"
     )]

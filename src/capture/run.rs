@@ -75,6 +75,7 @@ const PLAN: &str = "plan.json";
 
 /// Runs a capture and writes the run directory `opts.out`.
 pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
+    check_output(&opts.out, opts.overwrite)?;
     if opts.out.exists() && !opts.overwrite {
         return Err(CaptureError::OutputExists {
             path: opts.out.clone(),
@@ -221,7 +222,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         tokenizer: serde_json::to_value(tokenizer.settings()).unwrap_or_default(),
         layer_names: rundir::layer_names(n_layers),
         total_tokens,
-        max_tokens: opts.max_tokens,
+        max_tokens: Some(limit),
         n_truncated,
         config: model.config.clone(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -247,6 +248,39 @@ fn enum_name<T: Serialize>(value: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
+}
+
+/// Rejects outputs a capture must not write or replace: a path without a
+/// file name (`.`, `/`), an existing file, and (with `overwrite`) an
+/// existing folder that is not a complete run.
+fn check_output(out: &Path, overwrite: bool) -> Result<(), CaptureError> {
+    let named = out.file_name().is_some_and(|n| n != "." && n != "..");
+    if !named
+        || out.components().next_back().is_some_and(|c| {
+            matches!(
+                c,
+                std::path::Component::CurDir | std::path::Component::ParentDir
+            )
+        })
+    {
+        return Err(CaptureError::ForeignOutput {
+            path: out.to_path_buf(),
+            message: "--out must name a new folder, e.g. runs/smollm2".into(),
+        });
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(CaptureError::ForeignOutput {
+            path: out.to_path_buf(),
+            message: "it is a file, not a run directory; choose another --out".into(),
+        });
+    }
+    if overwrite && out.is_dir() && !out.join(rundir::MANIFEST).is_file() {
+        return Err(CaptureError::ForeignOutput {
+            path: out.to_path_buf(),
+            message: format!("--overwrite replaces only run directories, and it holds no {}; move it away or choose another --out", rundir::MANIFEST),
+        });
+    }
+    Ok(())
 }
 
 /// `<out>.partial`, the working folder of an unfinished capture.
@@ -298,7 +332,13 @@ fn prepare_partial(partial: &Path, plan: &Plan) -> Result<usize, CaptureError> {
         return Ok(done);
     }
     if partial.exists() {
-        fs::remove_dir_all(partial).map_err(|e| io(partial, e))?;
+        // Without a plan the folder is not a capture of ours: keep it.
+        return Err(CaptureError::ForeignOutput {
+            path: partial.to_path_buf(),
+            message: format!(
+                "it exists but holds no {PLAN}, so it is not an unfinished capture; move it away"
+            ),
+        });
     }
     fs::create_dir_all(partial.join("chunks")).map_err(|e| io(partial, e))?;
     let json = serde_json::to_vec_pretty(plan).expect("plan serialises");
@@ -510,13 +550,11 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
     fs::remove_dir_all(partial.join("chunks")).map_err(|e| io(partial, e))?;
     fs::remove_file(partial.join(PLAN)).map_err(|e| io(partial, e))?;
     if out.exists() {
-        // Replace an old run only once the new one is complete.
+        // Replace an old run only once the new one is complete, through a
+        // name no one else uses.
         let mut old = out.file_name().unwrap_or_default().to_os_string();
-        old.push(".old");
+        old.push(format!(".replaced-{}", std::process::id()));
         let old = out.with_file_name(old);
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-        }
         fs::rename(out, &old).map_err(|e| io(out, e))?;
         fs::rename(partial, out).map_err(|e| io(out, e))?;
         fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;

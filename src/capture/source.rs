@@ -47,6 +47,19 @@ impl FromStr for ModelSpec {
                         .into(),
                 });
             }
+            if let Some(rev) = &revision {
+                let safe = !rev.is_empty()
+                    && !rev
+                        .split('/')
+                        .any(|part| part.is_empty() || part == "." || part == "..")
+                    && !rev.contains('\\');
+                if !safe {
+                    return Err(CaptureError::InvalidModelSpec {
+                        spec: spec.to_string(),
+                        message: format!("revision {rev:?} is not a branch, tag or commit name"),
+                    });
+                }
+            }
             return Ok(Self::Hub {
                 id: id.to_string(),
                 revision,

@@ -55,6 +55,8 @@ pub enum InterventionError {
     Stimuli(#[from] crate::stimuli::StimuliError),
     #[error("no variants given; name at least one, e.g. swap:adjacent")]
     NoVariants,
+    #[error("invalid setting: {0}")]
+    Setting(String),
     #[error("threshold {0} is outside 0..=1")]
     Threshold(f64),
     #[error("cannot write {path}: {message}")]
@@ -374,6 +376,17 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
     if !(0.0..=1.0).contains(&opts.threshold) {
         return Err(InterventionError::Threshold(opts.threshold));
     }
+    if opts.seeds == 0 || opts.scan_stride == 0 || opts.max_batch_tokens == 0 {
+        return Err(InterventionError::Setting(
+            "--seeds, --scan-stride and --batch-tokens must be positive".into(),
+        ));
+    }
+    if opts.max_tokens < 2 {
+        return Err(InterventionError::Setting(
+            "--max-tokens must be at least 2, so that a stimulus has a next token to predict"
+                .into(),
+        ));
+    }
     let experiment = Experiment::new(opts)?;
     let n = experiment.n_blocks();
     let mut fixed = Vec::new();
@@ -602,4 +615,3 @@ fn progress(enabled: bool, total: u64) -> ProgressBar {
     );
     bar
 }
-

@@ -31,8 +31,13 @@ impl Variant {
                 order.remove(i);
             }
             Self::Shuffle { start, end, seed } => {
+                // Redraw until the range really moves: an unchanged order
+                // would count as a perfectly interchangeable range.
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-                order[start..=end].shuffle(&mut rng);
+                let original = order.clone();
+                while end > start && order == original {
+                    order[start..=end].shuffle(&mut rng);
+                }
             }
             Self::Repeat { i } => order.insert(i + 1, i),
         }
@@ -98,7 +103,7 @@ pub enum VariantError {
         block: usize,
         max: usize,
     },
-    #[error("variant {spec:?} has an empty range: start {start} > end {end}")]
+    #[error("variant {spec:?} has an empty range: start {start} must be below end {end}, so that at least two blocks move")]
     EmptyRange {
         spec: String,
         start: usize,
@@ -153,7 +158,7 @@ impl std::str::FromStr for VariantSet {
                     .split_once('-')
                     .ok_or_else(|| syntax("shuffle needs a range, start-end"))?;
                 let (start, end) = (index(a)?, index(b)?);
-                if start > end {
+                if start >= end {
                     return Err(VariantError::EmptyRange {
                         spec: spec.to_string(),
                         start,
@@ -274,6 +279,8 @@ mod tests {
         assert!(err.contains("block 9") && err.contains("0..=4"), "{err}");
         let err = "shuffle:6-2".parse::<VariantSet>().unwrap_err().to_string();
         assert!(err.contains("empty range"), "{err}");
+        let err = "shuffle:2-2".parse::<VariantSet>().unwrap_err().to_string();
+        assert!(err.contains("two blocks"), "{err}");
         let err = "twist:1".parse::<VariantSet>().unwrap_err().to_string();
         assert!(err.contains("twist"), "{err}");
     }

@@ -18,9 +18,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2};
 
-use super::linalg::{
-    centre_columns, full_svd, numerical_rank, select_rows, singular_values, thin_svd,
-};
+use super::linalg::{centre_columns, numerical_rank, select_rows, singular_values, thin_svd};
 use super::spec::SvccaKeep;
 use super::MetricError;
 
@@ -112,7 +110,8 @@ impl SubspaceLayer {
             .as_ref()
             .expect("pwcca layers are built with projections");
         let m = self.q.t().dot(&other.q);
-        let svd = full_svd(m.view(), layer)?;
+        // The thin SVD's u has min(r_x, r_y) columns, one per correlation.
+        let svd = thin_svd(m.view(), layer)?;
         let r = svd.s.len();
         // Canonical variate i of X is Q a_i; its inner products with the
         // centred columns are a_iᵀ (Qᵀ X_c).

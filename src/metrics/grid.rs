@@ -34,9 +34,9 @@ pub struct GridOptions {
     pub outliers: OutlierPolicy,
     /// Coverage of the bootstrap interval, in (0, 1).
     pub confidence: f64,
-    /// Bytes that the centred Gram matrices of all layers may take before
-    /// linear kernels switch to the feature form (n x d per layer); used
-    /// when `linear_kernel` is `Auto`.
+    /// Bytes that the centred Gram matrices of all layers may take. Above
+    /// it, linear kernels use the feature form (n x d per layer) when
+    /// `linear_kernel` is `Auto`.
     pub gram_memory_limit: usize,
     /// Storage form of the layers of linear-kernel measures.
     pub linear_kernel: LinearKernelForm,
@@ -87,9 +87,9 @@ pub struct GridCell {
 /// `layer_b`. Passing the same slice as `a` and `b` prepares each layer
 /// once.
 ///
-/// The permutation test reorders the stimuli of the `b` side (the same
-/// permutations for every cell) and counts permuted values at least as
-/// extreme as the observed one; the p-value is `(1 + count) /
+/// The permutation test reorders the stimuli of the `b` side, with the
+/// same permutations for every cell, and counts permuted values at least as
+/// extreme as the observed one. The p-value is `(1 + count) /
 /// (1 + n_permutations)`. The bootstrap draws stimuli with replacement
 /// (the same draws for both sides and every cell) and reports the
 /// percentile interval at `confidence`.

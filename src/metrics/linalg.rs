@@ -186,22 +186,6 @@ pub(crate) fn thin_svd(x: ArrayView2<f64>, layer: &str) -> Result<ThinSvd, Metri
     }
 }
 
-/// Computes the full SVD of a small matrix: `u` is square (rows x rows).
-pub(crate) fn full_svd(x: ArrayView2<f64>, layer: &str) -> Result<ThinSvd, MetricError> {
-    let owned = x.as_standard_layout().to_owned();
-    let (u, s, vt) = owned
-        .svddc(JobSvd::All)
-        .map_err(|e| linalg_error("singular value decomposition", layer, e))?;
-    match (u, vt) {
-        (Some(u), Some(vt)) => Ok(ThinSvd { u, s, vt }),
-        _ => Err(MetricError::Linalg {
-            operation: "singular value decomposition",
-            layer: layer.to_string(),
-            detail: "LAPACK returned no singular vectors".to_string(),
-        }),
-    }
-}
-
 /// Returns the number of singular values above `s_max · max(rows, cols) ·
 /// ε`, the rank tolerance of NumPy's `matrix_rank`.
 pub(crate) fn numerical_rank(s: ArrayView1<f64>, rows: usize, cols: usize) -> usize {

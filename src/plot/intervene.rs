@@ -125,11 +125,11 @@ pub fn side_by_side(
 /// Draws every figure that `rows` allow into `out_dir`, per model, and
 /// returns the paths written (PNG then SVG of each figure).
 ///
-/// For a model named `m` (passed through [`sanitize`]) the figures are:
+/// For a model named `m` (passed through [`sanitize`]) the figures are
 /// `m__swap_<measure>` for each measure with a swap of two different
-/// blocks, `m__skip` when there are skips, `m__shuffle` when there are
-/// shuffles, and `m__cka_vs_swap` when `cka_rows` contain the model's
-/// `linear_cka` self-comparison and there are swaps. A stem that collides
+/// blocks, `m__skip` when there are skips and `m__shuffle` when there are
+/// shuffles. `m__cka_vs_swap` is drawn when there are swaps and `cka_rows`
+/// contain the model's `linear_cka` self-comparison. A stem that collides
 /// with an earlier one gets a `-2`, `-3`, ... suffix. Repeat rows have no
 /// figure. Creates `out_dir` if needed. Rows that allow no figure give an
 /// empty list, logged at info level.
@@ -140,7 +140,12 @@ pub fn intervention_figures(
     out_dir: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
     if rows.is_empty() {
-        return Err(no_rows("intervention_figures", "intervention rows".into(), 0));
+        return Err(PlotError::NoVariantRows {
+            figure: "intervention_figures",
+            expected: "intervention rows".into(),
+            n_rows: 0,
+            hint: "run repatlas intervene first",
+        });
     }
     let mut by_model: BTreeMap<&str, Vec<InterventionRow>> = BTreeMap::new();
     for row in rows {
@@ -195,7 +200,7 @@ fn is_swap_pair(row: &InterventionRow) -> bool {
     row.kind == "swap" && row.i.is_some() && row.i != row.j
 }
 
-/// What the rows of one model's intervention run have in common.
+/// Run-level columns shared by the rows of one model's intervention run.
 #[derive(Debug, Clone)]
 struct RunInfo {
     model: String,
@@ -235,7 +240,7 @@ fn select<'a>(
         .collect();
     let first = *chosen.first().ok_or_else(|| PlotError::NoVariantRows {
         figure,
-        wanted: format!("{kind} rows with measure {measure}"),
+        expected: format!("{kind} rows with measure {measure}"),
         n_rows: rows.len(),
         hint,
     })?;
@@ -307,15 +312,6 @@ fn check_measure(measure: &str) -> Result<(), PlotError> {
         Err(PlotError::UnknownMeasure {
             measure: measure.to_owned(),
         })
-    }
-}
-
-fn no_rows(figure: &'static str, wanted: String, n_rows: usize) -> PlotError {
-    PlotError::NoVariantRows {
-        figure,
-        wanted,
-        n_rows,
-        hint: "run repatlas intervene first",
     }
 }
 

@@ -88,12 +88,12 @@ pub enum PlotError {
         metric: String,
     },
     /// A figure of intervention rows found none of the kind it draws.
-    #[error("{figure} found no {wanted} among the {n_rows} rows given: {hint}")]
+    #[error("{figure} found no {expected} among the {n_rows} rows given: {hint}")]
     NoVariantRows {
         /// The figure function, for example `swap_matrix`.
         figure: &'static str,
         /// The rows it draws, for example `swap rows with measure kl`.
-        wanted: String,
+        expected: String,
         /// How many rows it received.
         n_rows: usize,
         /// What to run to get such rows.

@@ -162,7 +162,7 @@ def cca_grid(a, b, mode, keep=None):
         for j, (qb, _) in enumerate(pb):
             m = qa.T @ qb
             if mode == "pwcca":
-                u, rho, _ = np.linalg.svd(m)
+                u, rho, _ = np.linalg.svd(m, full_matrices=False)
                 rho = np.clip(rho, 0, 1)
                 alpha = np.abs(u[:, : len(rho)].T @ wa).sum(axis=1)
                 out[i, j] = alpha @ rho / alpha.sum()

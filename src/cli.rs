@@ -204,6 +204,13 @@ struct IntervieneArgs {
     /// Parquet file for the rows (one per variant and measure).
     #[arg(long)]
     out: PathBuf,
+    /// Folder for the swap-matrix, skip-curve and shuffle-range figures.
+    #[arg(long)]
+    figures: Option<PathBuf>,
+    /// A results parquet holding the model's comparison with itself; adds
+    /// the figure of its CKA heatmap beside the swap matrix.
+    #[arg(long, requires = "figures")]
+    cka: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -439,9 +446,18 @@ fn run_intervene(args: IntervieneArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         progress: std::io::stderr().is_terminal(),
     };
+    let cka_rows = args.cka.as_deref().map(results::read_parquet).transpose()?;
     let report = intervene::run(&opts)?;
     intervene::write_parquet(&report.rows, &args.out)?;
     eprintln!("wrote {} rows to {}", report.rows.len(), args.out.display());
+    if let Some(dir) = &args.figures {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let written =
+            plot::intervention_figures(&report.rows, cka_rows.as_deref(), args.threshold, dir)?;
+        for path in written {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     print!("{}", intervene::summary_text(&report));
     Ok(())
 }

@@ -9,6 +9,7 @@ use log::info;
 
 use crate::capture::{self, CaptureOptions, Manifest, Padding, Pooling, WeightMode};
 use crate::compare::{self, CompareOptions, TapChoice};
+use crate::intervene::{self, InterventionOptions, VariantSet};
 use crate::metrics::{GridOptions, MetricSpec};
 use crate::results::{self, PairSummary, ResultRow};
 use crate::stimuli::StimulusSet;
@@ -59,6 +60,10 @@ pub struct DemoArgs {
     /// Weight mode of both captures.
     #[arg(long, value_enum, default_value = "dequantize")]
     pub weights: WeightMode,
+    /// Stimuli of the SmolLM2 intervention run (adjacent swaps, each skip,
+    /// shuffle scan); 0 skips it.
+    #[arg(long, default_value_t = 32)]
+    pub intervene_limit: usize,
 }
 
 /// What the demo produced.
@@ -138,6 +143,57 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
             copied.push(target);
         }
         figures = copied;
+    }
+
+    if args.intervene_limit > 0 {
+        let t = Instant::now();
+        let opts = InterventionOptions {
+            model: crate::capture::source::ModelSpec::Gguf(args.models.join(MODELS[0].file)),
+            offline: true,
+            model_name: Some(MODELS[0].name.to_string()),
+            stimuli: args.stimuli.clone(),
+            limit: Some(args.intervene_limit.min(stimuli.len())),
+            weight_mode: args.weights,
+            variants: ["swap:adjacent", "skip:each", "shuffle:scan"]
+                .iter()
+                .map(|v| Ok((v.to_string(), v.parse::<VariantSet>()?)))
+                .collect::<Result<_, crate::intervene::VariantError>>()?,
+            seeds: 2,
+            threshold: 0.9,
+            scan_stride: 2,
+            max_batch_tokens: 2048,
+            max_tokens: 256,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        let report = intervene::run(&opts)?;
+        let path = args.out.join("intervene.parquet");
+        intervene::write_parquet(&report.rows, &path)?;
+        let self_rows: Vec<ResultRow> = rows
+            .iter()
+            .filter(|r| r.model_a == MODELS[0].name && r.model_b == MODELS[0].name)
+            .cloned()
+            .collect();
+        let written = crate::plot::intervention_figures(
+            &report.rows,
+            Some(&self_rows),
+            opts.threshold,
+            &figure_dir,
+        )?;
+        if let Some(dest) = &args.figures {
+            for f in &written {
+                let target = dest.join(f.file_name().expect("figure file name"));
+                std::fs::copy(f, &target)?;
+                figures.push(target);
+            }
+        } else {
+            figures.extend(written);
+        }
+        print!("{}", intervene::summary_text(&report));
+        info!(
+            "interventions on {} in {:.1} s",
+            MODELS[0].name,
+            t.elapsed().as_secs_f64()
+        );
     }
 
     let summaries = results::summarize(&rows);

@@ -338,8 +338,12 @@ pub fn read_npy_values(path: &Path) -> Result<(Vec<usize>, Vec<f64>), NpyError> 
     let (header_text, data) = split_file(&bytes, path)?;
     let header = parse_header(&header_text, path)?;
     let size = header.element.size();
-    let count: usize = header.shape.iter().product();
-    let expected = count * size;
+    // A header may claim any shape: an overflowing size is a truncated file.
+    let expected = header
+        .shape
+        .iter()
+        .try_fold(size, |acc, &dim| acc.checked_mul(dim))
+        .unwrap_or(usize::MAX);
     if data.len() < expected {
         return Err(NpyError::Truncated {
             path: path.to_path_buf(),

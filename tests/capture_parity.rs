@@ -64,7 +64,7 @@ fn load(model_file: &str) -> (Decoder, ModelTokenizer) {
 }
 
 fn load_path(path: &std::path::Path) -> (Decoder, ModelTokenizer) {
-    let mut weights = GgufWeights::open(&path, WeightMode::Dequantize, &Device::Cpu).unwrap();
+    let mut weights = GgufWeights::open(path, WeightMode::Dequantize, &Device::Cpu).unwrap();
     let tokenizer = ModelTokenizer::from_gguf(weights.content()).unwrap();
     let decoder = Decoder::from_gguf(&mut weights, false).unwrap();
     (decoder, tokenizer)

@@ -152,3 +152,23 @@ fn rejects_unknown_version() {
         NpyError::UnsupportedVersion { major: 9, .. }
     ));
 }
+
+#[test]
+fn huge_claimed_shape_is_truncated_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.npy");
+    let header =
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 1000000000000), }";
+    let mut padded = header.to_string();
+    while (10 + padded.len() + 1) % 64 != 0 {
+        padded.push(' ');
+    }
+    padded.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(padded.as_bytes());
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&path, bytes).unwrap();
+    let err = repatlas::npy::read_npy(&path).unwrap_err().to_string();
+    assert!(err.contains("huge.npy"), "{err}");
+}

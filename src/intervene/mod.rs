@@ -27,7 +27,7 @@ use log::info;
 use ndarray::Array2;
 use serde::Serialize;
 
-pub use io::write_parquet;
+pub use io::{read_parquet, write_parquet};
 pub use variant::{Variant, VariantError, VariantSet};
 
 use crate::capture::batch::{plan_batches, Batch, Padding};

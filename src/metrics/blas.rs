@@ -2,8 +2,9 @@
 //!
 //! The grid runs layers and pairs on rayon's threads, one per core. If each
 //! of those calls OpenBLAS and OpenBLAS starts its own threads as well, the
-//! cores are oversubscribed: on 2 cores the CCA grids ran about 4 times
-//! slower (OpenBLAS 0.3.21, n = 256, `cargo bench --bench grid`). While a
+//! cores are oversubscribed: on 2 cores the PWCCA and `cca_mean_sq` grids
+//! took 2.4 and 5 times longer (OpenBLAS 0.3.21, n = 256,
+//! `cargo bench --bench grid`, other jobs running). While a
 //! [`SingleThreadedBlas`] guard lives, OpenBLAS uses one thread per call.
 
 use std::os::raw::c_int;

@@ -24,7 +24,7 @@ pub(super) struct CellAxis {
 }
 
 impl CellAxis {
-    /// An axis whose ticks start at the first cell.
+    /// Creates an axis whose ticks start at the first cell.
     pub fn new(labels: Vec<String>, description: String) -> Self {
         CellAxis {
             labels,
@@ -70,11 +70,16 @@ impl CellAxis {
     }
 }
 
-/// Sizes of the label areas left of and below the cells, in pixels.
+/// Sizes of the label areas left of and below the cells, and extra
+/// margins outside them, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct CellFrame {
     pub y_label_area: u32,
     pub x_label_area: u32,
+    /// Margin added left of the y label area.
+    pub inset_left: u32,
+    /// Margin added under the x label area.
+    pub inset_bottom: u32,
 }
 
 /// Values on a dense grid of cells, coloured by a scale.
@@ -108,6 +113,8 @@ impl CellMatrix {
         CellFrame {
             y_label_area: widest + 48,
             x_label_area: X_LABEL_AREA,
+            inset_left: 0,
+            inset_bottom: 0,
         }
     }
 
@@ -124,8 +131,8 @@ impl CellMatrix {
         let (cell_area, bar_area) = area.split_horizontally(width.saturating_sub(BAR_COLUMN));
         let frame = frame.unwrap_or_else(|| self.frame(&cell_area));
         self.draw_cells(&cell_area, frame)?;
-        self.scale
-            .draw_bar(&bar_area, bar_description, frame.x_label_area)
+        let bar_bottom = frame.x_label_area + frame.inset_bottom;
+        self.scale.draw_bar(&bar_area, bar_description, bar_bottom)
     }
 
     fn draw_cells<DB: DrawingBackend>(
@@ -134,8 +141,10 @@ impl CellMatrix {
         frame: CellFrame,
     ) -> Result<(), DrawFailure> {
         let (width, height) = area.dim_in_pixel();
-        let x_axis_pixels = width.saturating_sub(frame.y_label_area + 2 * MARGIN);
-        let y_axis_pixels = height.saturating_sub(frame.x_label_area + 2 * MARGIN);
+        let x_axis_pixels =
+            width.saturating_sub(frame.y_label_area + frame.inset_left + 2 * MARGIN);
+        let y_axis_pixels =
+            height.saturating_sub(frame.x_label_area + frame.inset_bottom + 2 * MARGIN);
         let x_ticks = self.x.ticks(area, true, x_axis_pixels);
         let y_ticks = self.y.ticks(area, false, y_axis_pixels);
 
@@ -143,6 +152,8 @@ impl CellMatrix {
         let n_y = 2 * self.y.len() as i32;
         let mut chart = ChartBuilder::on(area)
             .margin(MARGIN)
+            .margin_left(MARGIN + frame.inset_left)
+            .margin_bottom(MARGIN + frame.inset_bottom)
             .x_label_area_size(frame.x_label_area)
             .y_label_area_size(frame.y_label_area)
             .build_cartesian_2d(

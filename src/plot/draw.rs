@@ -176,8 +176,7 @@ pub(super) fn draw_key<DB: DrawingBackend>(
     entries: &[(KeyMark, String)],
 ) -> Result<(), DrawFailure> {
     let (width, _) = band.dim_in_pixel();
-    let entry_width =
-        |label: &str| MARK_WIDTH + 8 + text_width(band, label, TICK_SIZE) as i32 + 28;
+    let entry_width = |label: &str| MARK_WIDTH + 8 + text_width(band, label, TICK_SIZE) as i32 + 28;
 
     // Greedy line breaking: an entry goes on the next line when it does not fit.
     let mut lines: Vec<Vec<&(KeyMark, String)>> = vec![Vec::new()];
@@ -228,9 +227,15 @@ fn draw_mark<DB: DrawingBackend>(
             let centre = x + MARK_WIDTH / 2;
             band.draw(&PathElement::new([(centre, y - 9), (centre, y + 9)], style))
                 .map_err(failed)?;
-            band.draw(&PathElement::new([(centre - 5, y - 9), (centre + 5, y - 9)], style))
-                .map_err(failed)?;
-            band.draw(&PathElement::new([(centre - 5, y + 9), (centre + 5, y + 9)], style))
+            band.draw(&PathElement::new(
+                [(centre - 5, y - 9), (centre + 5, y - 9)],
+                style,
+            ))
+            .map_err(failed)?;
+            band.draw(&PathElement::new(
+                [(centre - 5, y + 9), (centre + 5, y + 9)],
+                style,
+            ))
         }
     }
     .map_err(failed)

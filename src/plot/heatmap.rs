@@ -89,7 +89,7 @@ impl Figure for HeatmapFigure {
 }
 
 /// Returns the axis of `layers`, with names as ticks when every name fits
-/// in [`MAX_NAME_WIDTH`] and indices otherwise; the description says which.
+/// in [`MAX_NAME_WIDTH`] and indices otherwise. The description names which.
 fn layer_axis<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     layers: &[Layer],

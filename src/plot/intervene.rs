@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use log::info;
-use plotters::chart::DualCoordChartContext;
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
-use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
+use plotters::coord::types::RangedCoordi32;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::colour::MARGIN;
 use super::draw::{failed, label_step, text, text_width, DrawFailure, AXIS_DESC_SIZE, TICK_SIZE};
@@ -66,9 +66,11 @@ pub fn swap_matrix(
 }
 
 /// Draws, for every skipped block, the top-1 agreement (upper panel) and
-/// the KL divergence (lower panel, log scale when positive values span two
-/// decades or more) against the unmodified model, and writes
+/// the KL divergence (lower panel) against the unmodified model, and writes
 /// `out_stem.png` and `out_stem.svg`.
+///
+/// The KL axis is logarithmic when all values are positive and the largest
+/// is 20 or more times the smallest.
 ///
 /// Uses the rows of kind `skip`. The x axis is the block index, with the
 /// relative depth (block `b` spans `b / n_blocks` to `(b + 1) / n_blocks`)
@@ -157,37 +159,7 @@ pub fn intervention_figures(
     for (model, model_rows) in by_model {
         let base = sanitize(model);
         let mut stem = |name: &str| out_dir.join(stems.claim(format!("{base}__{name}")));
-        let has = |kind: &str, pairs_only: bool| {
-            model_rows
-                .iter()
-                .any(|r| r.kind == kind && (!pairs_only || r.i != r.j))
-        };
-
-        if has("swap", true) {
-            for measure in MEASURES {
-                if model_rows.iter().any(|r| is_swap_pair(r) && r.measure == measure) {
-                    let path = stem(&format!("swap_{measure}"));
-                    written.extend(swap_matrix(&model_rows, measure, &path)?);
-                }
-            }
-        }
-        if has("skip", false) {
-            written.extend(skip_curve(&model_rows, &stem("skip"))?);
-        }
-        if has("shuffle", false) {
-            written.extend(shuffle_ranges(&model_rows, threshold, &stem("shuffle"))?);
-        }
-        let self_cka = cka_rows.filter(|cka| side_by_side::has_self_comparison(cka, model));
-        match self_cka {
-            Some(cka) if has("swap", true) => {
-                written.extend(side_by_side(cka, &model_rows, &stem("cka_vs_swap"))?);
-            }
-            Some(_) => info!("{model}: no swaps of two blocks, so no CKA-vs-swap figure"),
-            None if cka_rows.is_some() => {
-                info!("{model}: the CKA rows have no linear_cka self-comparison of it")
-            }
-            None => {}
-        }
+        written.extend(model_figures(&model_rows, cka_rows, threshold, &mut stem)?);
     }
     if written.is_empty() {
         info!("no intervention figure: the rows have no swaps, skips or shuffles");
@@ -195,9 +167,52 @@ pub fn intervention_figures(
     Ok(written)
 }
 
+/// Draws the figures of one model's rows (at least one), each at the stem
+/// that `stem` returns for its name.
+fn model_figures(
+    rows: &[InterventionRow],
+    cka_rows: Option<&[ResultRow]>,
+    threshold: f64,
+    stem: &mut impl FnMut(&str) -> PathBuf,
+) -> Result<Vec<PathBuf>, PlotError> {
+    // Each figure needs rows of one kind with one measure; swaps must be of two blocks.
+    let has = |kind: &str, measure: &str| {
+        rows.iter()
+            .any(|r| r.kind == kind && r.measure == measure && (kind != "swap" || is_swap_pair(r)))
+    };
+    let mut written = Vec::new();
+    for measure in MEASURES {
+        if has("swap", measure) {
+            let path = stem(&format!("swap_{measure}"));
+            written.extend(swap_matrix(rows, measure, &path)?);
+        }
+    }
+    if has("skip", "top1_agreement") {
+        written.extend(skip_curve(rows, &stem("skip"))?);
+    }
+    if has("shuffle", "top1_agreement") {
+        written.extend(shuffle_ranges(rows, threshold, &stem("shuffle"))?);
+    }
+
+    let model = &rows[0].model;
+    match cka_rows {
+        Some(cka)
+            if has("swap", "top1_agreement") && side_by_side::has_self_comparison(cka, model) =>
+        {
+            written.extend(side_by_side(cka, rows, &stem("cka_vs_swap"))?);
+        }
+        Some(_) => info!(
+            "{model}: no CKA-vs-swap figure, because it needs top-1 rows of swaps of two \
+             blocks and a linear_cka self-comparison of {model} in the CKA rows"
+        ),
+        None => {}
+    }
+    Ok(written)
+}
+
 /// Returns whether `row` swaps two different blocks.
 fn is_swap_pair(row: &InterventionRow) -> bool {
-    row.kind == "swap" && row.i.is_some() && row.i != row.j
+    row.kind == "swap" && row.i.is_some() && row.j.is_some() && row.i != row.j
 }
 
 /// Run-level columns shared by the rows of one model's intervention run.
@@ -224,6 +239,9 @@ struct Blocks {
     j: usize,
 }
 
+/// Rows of one kind and measure, each with its checked blocks.
+type Selected<'a> = Vec<(&'a InterventionRow, Blocks)>;
+
 /// Selects the rows of `kind` with `measure`, checks that they come from
 /// one model and that their blocks exist, and returns them with their
 /// blocks. `figure` and `hint` go into the error messages.
@@ -233,7 +251,7 @@ fn select<'a>(
     measure: &str,
     figure: &'static str,
     hint: &'static str,
-) -> Result<(RunInfo, Vec<(&'a InterventionRow, Blocks)>), PlotError> {
+) -> Result<(RunInfo, Selected<'a>), PlotError> {
     let chosen: Vec<&InterventionRow> = rows
         .iter()
         .filter(|r| r.kind == kind && r.measure == measure)
@@ -300,6 +318,8 @@ fn identity_value(measure: &str) -> f64 {
 }
 
 /// Returns whether a lower value of `measure` means less change.
+// NOTE: a negative delta_nll (the variant predicts the text better) is drawn
+// brighter than the unmodified model's 0, although it is a change too.
 fn lower_is_less_change(measure: &str) -> bool {
     matches!(measure, "kl" | "delta_nll")
 }
@@ -317,17 +337,13 @@ fn check_measure(measure: &str) -> Result<(), PlotError> {
 
 /// Space left of a block chart for y tick labels and the y description, in pixels.
 const Y_LABEL_AREA: u32 = 84;
-/// Space under (and, with a depth axis, above) a block chart, in pixels.
+/// Space under a block chart for x tick labels and the x description, in pixels.
 const X_LABEL_AREA: u32 = 56;
+/// Space above a block chart for the relative-depth axis, in pixels.
+const DEPTH_AXIS_AREA: u32 = 52;
 
-/// A chart with blocks on x and a measure on y, plus relative depth as a
-/// secondary x axis.
-type BlockChart<'a, DB, Y> = DualCoordChartContext<
-    'a,
-    DB,
-    Cartesian2d<WithKeyPoints<RangedCoordi32>, Y>,
-    Cartesian2d<RangedCoordf64, RangedCoordf64>,
->;
+/// A chart with blocks on x and a measure on y.
+type BlockChart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<WithKeyPoints<RangedCoordi32>, Y>>;
 
 /// Builds and draws the axes of a chart with blocks `0..n_blocks` on x and
 /// `y` on y, with the relative depth along the top when `depth_axis`.
@@ -358,13 +374,13 @@ where
         .map(|b| 2 * b as i32 + 1)
         .collect();
 
-    let top = if depth_axis { X_LABEL_AREA } else { 0 };
+    let top = if depth_axis { DEPTH_AXIS_AREA } else { 0 };
     let mut chart = ChartBuilder::on(area)
         .margin(MARGIN)
+        .margin_top(MARGIN + top)
         .margin_right(MARGIN + 12)
         .x_label_area_size(X_LABEL_AREA)
         .y_label_area_size(Y_LABEL_AREA)
-        .set_label_area_size(LabelAreaPosition::Top, top)
         .build_cartesian_2d((0..2 * n_blocks as i32).with_key_points(key_points), y)
         .map_err(failed)?;
     chart
@@ -378,18 +394,42 @@ where
         .axis_desc_style(text(AXIS_DESC_SIZE))
         .draw()
         .map_err(failed)?;
-
-    let mut chart = chart.set_secondary_coord(0.0..1.0, 0.0..1.0);
     if depth_axis {
-        chart
-            .configure_secondary_axes()
-            .x_desc("relative depth")
-            .x_labels(6)
-            .x_label_formatter(&|d| format!("{d:.1}"))
-            .label_style(text(TICK_SIZE))
-            .axis_desc_style(text(AXIS_DESC_SIZE))
-            .draw()
-            .map_err(failed)?;
+        draw_depth_axis(area, &chart.plotting_area().get_pixel_range())?;
     }
     Ok(chart)
+}
+
+/// Draws relative depth 0..=1 along the top of the plotting area whose
+/// backend pixel ranges are `plot`.
+///
+/// Drawn by hand because plotters 0.3.7 also repeats the primary x labels
+/// in a top label area.
+fn draw_depth_axis<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(std::ops::Range<i32>, std::ops::Range<i32>),
+) -> Result<(), DrawFailure> {
+    let (base_x, base_y) = area.get_base_pixel();
+    let (left, right) = (plot.0.start - base_x, plot.0.end - base_x);
+    let top = plot.1.start - base_y;
+    let line = BLACK.stroke_width(1);
+    area.draw(&PathElement::new([(left, top), (right, top)], line))
+        .map_err(failed)?;
+
+    let label_style = text(TICK_SIZE).pos(Pos::new(HPos::Center, VPos::Bottom));
+    for step in 0..=5 {
+        let depth = f64::from(step) / 5.0;
+        let x = left + (f64::from(right - left) * depth).round() as i32;
+        area.draw(&PathElement::new([(x, top), (x, top - 5)], line))
+            .map_err(failed)?;
+        area.draw_text(&format!("{depth:.1}"), &label_style, (x, top - 7))
+            .map_err(failed)?;
+    }
+    let description_style = text(AXIS_DESC_SIZE).pos(Pos::new(HPos::Center, VPos::Bottom));
+    area.draw_text(
+        "relative depth",
+        &description_style,
+        ((left + right) / 2, top - 28),
+    )
+    .map_err(failed)
 }

@@ -31,8 +31,7 @@ use std::path::PathBuf;
 pub use best_match::best_match;
 pub use heatmap::heatmap;
 pub use intervene::{
-    intervention_figures, shuffle_ranges, side_by_side, skip_curve, swap_matrix,
-    SIDE_BY_SIDE_SIZE,
+    intervention_figures, shuffle_ranges, side_by_side, skip_curve, swap_matrix, SIDE_BY_SIDE_SIZE,
 };
 pub use output::{plot_all, sanitize};
 
@@ -96,7 +95,7 @@ pub enum PlotError {
         expected: String,
         /// How many rows it received.
         n_rows: usize,
-        /// What to run to get such rows.
+        /// The command that produces such rows.
         hint: &'static str,
     },
     /// The measure is not one that `repatlas intervene` writes.
@@ -109,7 +108,9 @@ pub enum PlotError {
         measure: String,
     },
     /// An intervention row names no block, or a block outside the model.
-    #[error("invalid {kind} row of {model} (i = {i:?}, j = {j:?}, n_blocks = {n_blocks}): {message}")]
+    #[error(
+        "invalid {kind} row of {model} (i = {i:?}, j = {j:?}, n_blocks = {n_blocks}): {message}"
+    )]
     InvalidInterventionRow {
         /// The model of the row.
         model: String,
@@ -121,7 +122,7 @@ pub enum PlotError {
         j: Option<u32>,
         /// The `n_blocks` column.
         n_blocks: u32,
-        /// What is wrong with it.
+        /// The problem with the row.
         message: &'static str,
     },
     /// The threshold of the shuffled-range figure is not a top-1 agreement.

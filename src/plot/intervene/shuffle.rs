@@ -31,11 +31,15 @@ impl ShuffledRange {
 
     fn min_max(&self) -> (f64, f64) {
         let low = self.values.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = self.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let high = self
+            .values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         (low, high)
     }
 
-    /// The centre of the range in doubled block coordinates.
+    /// Returns the centre of the range in doubled block coordinates.
     fn centre(&self) -> i32 {
         (self.start + self.end + 1) as i32
     }
@@ -85,23 +89,19 @@ impl ShuffleFigure {
     }
 
     fn subtitle(&self) -> String {
-        let seeds = self.ranges.iter().map(|r| r.values.len()).max().unwrap_or(0);
-        let widest = match &self.widest {
-            Some(w) => format!(
-                "widest at or above {:.2}: blocks {}-{} ({} of {}), mean {:.3}",
-                self.threshold,
-                w.start,
-                w.end,
-                w.end - w.start + 1,
-                self.info.n_blocks,
-                w.top1_agreement
-            ),
-            None => format!("no range reaches {:.2}", self.threshold),
+        let seeds = self
+            .ranges
+            .iter()
+            .map(|r| r.values.len())
+            .max()
+            .unwrap_or(0);
+        let ranges = match self.ranges.len() {
+            1 => "1 range".to_owned(),
+            n => format!("{n} ranges"),
         };
         format!(
-            "top-1 agreement over {}; {} ranges, up to {seeds} seeds each; {widest}",
-            self.info.stimuli(),
-            self.ranges.len()
+            "top-1 agreement vs the unmodified model over {}; {ranges}, up to {seeds} seeds each",
+            self.info.stimuli()
         )
     }
 
@@ -121,16 +121,25 @@ impl ShuffleFigure {
                 KeyMark::Whisker(RANGE_COLOUR.stroke_width(1)),
                 "lowest to highest seed".to_owned(),
             ),
-            (
-                KeyMark::Dashed(THRESHOLD_COLOUR.stroke_width(2)),
-                format!("threshold {:.2}", self.threshold),
-            ),
         ];
-        if self.widest.is_some() {
-            key.push((
-                KeyMark::Line(WIDEST_COLOUR.stroke_width(7)),
-                "widest range at or above the threshold".to_owned(),
-            ));
+        let threshold = KeyMark::Dashed(THRESHOLD_COLOUR.stroke_width(2));
+        match &self.widest {
+            Some(w) => {
+                key.push((threshold, format!("threshold {:.2}", self.threshold)));
+                let label = format!(
+                    "widest range at or above it: blocks {}-{} ({} of {}), mean {:.3}",
+                    w.start,
+                    w.end,
+                    w.end - w.start + 1,
+                    self.info.n_blocks,
+                    w.top1_agreement
+                );
+                key.push((KeyMark::Line(WIDEST_COLOUR.stroke_width(7)), label));
+            }
+            None => key.push((
+                threshold,
+                format!("threshold {:.2}, which no range reaches", self.threshold),
+            )),
         }
         key
     }
@@ -190,11 +199,23 @@ where
     DB: DrawingBackend + 'a,
     CT: CoordTranslate<From = (i32, f64)>,
 {
+    // Caps at both ends tell apart ranges that meet at the same height.
     let mean = range.mean();
-    let ends = [(2 * range.start as i32, mean), (2 * range.end as i32 + 2, mean)];
+    let ends = [
+        (2 * range.start as i32, mean),
+        (2 * range.end as i32 + 2, mean),
+    ];
+    let reach = width as i32 + 3;
+    let end_cap = |end| {
+        EmptyElement::at(end) + PathElement::new([(0, -reach), (0, reach)], colour.stroke_width(2))
+    };
     chart
-        .draw_series(std::iter::once(PathElement::new(ends, colour.stroke_width(width))))
+        .draw_series(std::iter::once(PathElement::new(
+            ends,
+            colour.stroke_width(width),
+        )))
         .map_err(failed)?;
+    chart.draw_series(ends.map(end_cap)).map_err(failed)?;
     if range.values.len() < 2 {
         return Ok(());
     }

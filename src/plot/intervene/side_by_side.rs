@@ -15,6 +15,8 @@ use crate::results::ResultRow;
 /// Width and height of the side-by-side figure, in pixels.
 pub const SIDE_BY_SIDE_SIZE: (u32, u32) = (1700, 820);
 
+/// Space between the two panels, in pixels.
+const PANEL_GAP: u32 = 60;
 /// The metric of the left panel.
 const CKA_METRIC: &str = "linear_cka";
 
@@ -162,10 +164,13 @@ impl Figure for SideBySide {
         );
         draw_title(&band, &title, &self.subtitle())?;
 
+        // Both panels are equally wide, with a gap between them.
         let (width, height) = body.dim_in_pixel();
-        let (left, right) = body.split_horizontally(width / 2);
+        let panel_width = (width - PANEL_GAP) / 2;
+        let (left, rest) = body.split_horizontally(panel_width);
+        let (_, right) = rest.split_horizontally(PANEL_GAP);
         let (cka, swaps) = (self.cka_cells(), self.swap_cells());
-        let (left_frame, right_frame) = aligned_frames(&cka, &swaps, &left, width / 2, height);
+        let (left_frame, right_frame) = aligned_frames(&cka, &swaps, &left, panel_width, height);
         cka.draw_panel(&left, "linear_cka (higher = more alike)", Some(left_frame))?;
         swaps.draw_panel(&right, &self.swaps.direction(), Some(right_frame))
     }
@@ -179,8 +184,9 @@ impl Figure for SideBySide {
 /// layer `b + 1` of the left panel, both panels `panel_width` x `height`.
 ///
 /// The left panel has one more cell per axis (the embedding, layer 0), so
-/// the right panel's label areas are one cell wider and taller: its cells
-/// then have the left panel's size and start one cell further right and up.
+/// the right panel gets one cell of extra margin at the left and bottom.
+/// Its cells then have the left panel's size and start one cell further
+/// right and up.
 fn aligned_frames<DB: DrawingBackend>(
     cka: &CellMatrix,
     swaps: &CellMatrix,
@@ -200,10 +206,13 @@ fn aligned_frames<DB: DrawingBackend>(
     let left = CellFrame {
         y_label_area,
         x_label_area: X_LABEL_AREA,
+        inset_left: 0,
+        inset_bottom: 0,
     };
     let right = CellFrame {
-        y_label_area: y_label_area + cell_width,
-        x_label_area: X_LABEL_AREA + cell_height,
+        inset_left: cell_width,
+        inset_bottom: cell_height,
+        ..left
     };
     (left, right)
 }

@@ -14,8 +14,8 @@ use crate::plot::PlotError;
 
 const TOP1_COLOUR: RGBColor = RGBColor(31, 119, 180);
 const KL_COLOUR: RGBColor = RGBColor(214, 39, 40);
-/// KL values spanning at least this ratio (two decades) get a log axis.
-const LOG_SPAN: f64 = 100.0;
+/// KL values whose maximum is at least this many times their minimum get a log axis.
+const LOG_SPAN: f64 = 20.0;
 
 /// Top-1 agreement and KL by skipped block.
 pub(super) struct SkipFigure {

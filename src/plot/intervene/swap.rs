@@ -128,7 +128,10 @@ impl Figure for SwapFigure {
         let n = matrix.info.n_blocks;
         root.fill(&WHITE).map_err(failed)?;
         let (band, body) = root.split_vertically(TITLE_BAND);
-        let title = format!("{}: swapping blocks i and j, {}", matrix.info.model, matrix.measure);
+        let title = format!(
+            "{}: swapping blocks i and j, {}",
+            matrix.info.model, matrix.measure
+        );
         let mut subtitle = format!(
             "vs the unmodified model over {}; {} of {} pairs measured, diagonal = no swap",
             matrix.info.stimuli(),

@@ -178,12 +178,10 @@ fn group_by_preparation(metrics: &[MetricSpec]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
     for (index, spec) in metrics.iter().enumerate() {
-        let g = *group_of
-            .entry(preparation_key(spec))
-            .or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
+        let g = *group_of.entry(preparation_key(spec)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
         groups[g].push(index);
     }
     groups

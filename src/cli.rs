@@ -155,11 +155,19 @@ enum Format {
 
 #[derive(Args)]
 struct PlotArgs {
-    /// Results parquet written by `repatlas compare`.
+    /// Results parquet written by `repatlas compare`, or an intervention
+    /// parquet written by `repatlas intervene`.
     results: PathBuf,
     /// Folder for the PNG and SVG files.
     #[arg(long, default_value = "figures")]
     out: PathBuf,
+    /// For intervention parquet: a results parquet with the model's
+    /// comparison with itself, drawn beside the swap matrix.
+    #[arg(long)]
+    cka: Option<PathBuf>,
+    /// For intervention parquet: top-1 agreement a shuffled range must keep.
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f64,
 }
 
 #[derive(Args)]
@@ -462,7 +470,30 @@ fn run_intervene(args: IntervieneArgs) -> Result<()> {
     Ok(())
 }
 
+/// True when the parquet file has the `kind` and `measure` columns of
+/// intervention rows.
+fn is_intervention_parquet(path: &std::path::Path) -> bool {
+    use polars::prelude::{ParquetReader, SerReader};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    ParquetReader::new(file)
+        .schema()
+        .map(|schema| schema.contains("kind") && schema.contains("measure"))
+        .unwrap_or(false)
+}
+
 fn run_plot(args: PlotArgs) -> Result<()> {
+    if is_intervention_parquet(&args.results) {
+        let rows = intervene::read_parquet(&args.results)?;
+        let cka = args.cka.as_deref().map(results::read_parquet).transpose()?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("cannot create {}", args.out.display()))?;
+        for path in plot::intervention_figures(&rows, cka.as_deref(), args.threshold, &args.out)? {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
     let rows = results::read_parquet(&args.results)?;
     if rows.is_empty() {
         bail!(

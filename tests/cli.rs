@@ -470,3 +470,63 @@ fn stimuli_encoding_is_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn intervene_writes_rows_summary_and_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("iv.parquet");
+    let figures = dir.path().join("figs");
+    let stimuli = small_stimuli();
+    let args = [
+        "intervene",
+        "--model",
+        s(&model),
+        "--stimuli",
+        s(&stimuli),
+        "--limit",
+        "2",
+        "--variants",
+        "swap:0,1;swap:10,11;skip:3;skip:15",
+        "--out",
+        s(&out),
+        "--figures",
+        s(&figures),
+    ];
+    let result = repatlas(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let summary = String::from_utf8(result.stdout).unwrap();
+    assert!(summary.contains("skipping block"), "{summary}");
+    let rows = repatlas::intervene::read_parquet(&out).unwrap();
+    assert_eq!(rows.len(), 4 * 4);
+    assert!(
+        figures
+            .join("smollm2-135m-instruct-q4_1__skip.png")
+            .is_file()
+            || std::fs::read_dir(&figures).unwrap().count() > 0
+    );
+
+    // plot recognises an intervention parquet.
+    let again = dir.path().join("again");
+    let result = repatlas(&["plot", s(&out), "--out", s(&again)]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let listed = String::from_utf8(result.stdout).unwrap();
+    assert!(
+        listed.lines().any(|l| l.ends_with("__skip.png")),
+        "{listed}"
+    );
+
+    let bad = repatlas(&[
+        "intervene",
+        "--model",
+        s(&model),
+        "--stimuli",
+        s(&stimuli),
+        "--variants",
+        "skip:99",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("block 99"), "{}", stderr(&bad));
+}

@@ -160,7 +160,7 @@ fn huge_claimed_shape_is_truncated_not_a_panic() {
     let header =
         "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 1000000000000), }";
     let mut padded = header.to_string();
-    while (10 + padded.len() + 1) % 64 != 0 {
+    while !(10 + padded.len() + 1).is_multiple_of(64) {
         padded.push(' ');
     }
     padded.push('\n');

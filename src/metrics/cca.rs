@@ -126,6 +126,12 @@ impl SubspaceLayer {
         Ok(weights.dot(&rho) / weights.sum())
     }
 
+    /// Returns the dimension of the basis (the numerical rank, or the kept
+    /// components for SVCCA).
+    pub(crate) fn dimension(&self) -> usize {
+        self.q.ncols()
+    }
+
     /// Returns the layer with rows reordered by `p`.
     pub(crate) fn permuted(&self, p: &[usize]) -> SubspaceLayer {
         SubspaceLayer {

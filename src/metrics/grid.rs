@@ -300,6 +300,7 @@ impl Grid<'_, '_> {
             .into_par_iter()
             .map(|c| pair_value(spec, &self.a[c / nb], &self.b[c % nb]))
             .collect::<Result<_, _>>()?;
+        self.warn_forced_correlations(spec);
         let p_values = self.permutation_p_values(spec, &observed)?;
         let intervals = self.bootstrap_intervals(spec)?;
         let cells = (0..na * nb)
@@ -317,6 +318,32 @@ impl Grid<'_, '_> {
             })
             .collect();
         Ok(cells)
+    }
+
+    /// Logs one warning when CCA-family pairs have `dim X + dim Y > n - 1`,
+    /// where that many minus `n - 1` canonical correlations are 1 by
+    /// construction and PWCCA's weights on them are not unique.
+    fn warn_forced_correlations(&self, spec: &MetricSpec) {
+        let limit = self.n - 1;
+        let mut forced = 0;
+        for layer_a in self.a {
+            for layer_b in self.b {
+                if let (Some(da), Some(db)) =
+                    (layer_a.subspace_dimension(), layer_b.subspace_dimension())
+                {
+                    forced += usize::from(da + db > limit);
+                }
+            }
+        }
+        if forced > 0 {
+            log::warn!(
+                "{spec}: in {forced} of {} layer pairs the two bases together have more than \
+                 n - 1 = {limit} dimensions, so some canonical correlations are 1 by \
+                 construction (and PWCCA weights are not unique); keep fewer components \
+                 (svcca:k=...) or use linear_cka_debiased",
+                self.a.len() * self.b.len()
+            );
+        }
     }
 
     /// Runs the permutations in parallel; each keeps one permuted B layer

@@ -211,6 +211,15 @@ impl<'a> Prepared<'a> {
         Ok(self.derived(form))
     }
 
+    /// Returns the basis dimension of a CCA-family layer, `None` for the
+    /// other measures.
+    pub(crate) fn subspace_dimension(&self) -> Option<usize> {
+        match &self.form {
+            Form::Subspace(s) => Some(s.dimension()),
+            _ => None,
+        }
+    }
+
     fn source(&self) -> ArrayView2<'a, f64> {
         self.source
             .expect("only layers prepared from data are permuted or resampled")

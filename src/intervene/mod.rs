@@ -400,13 +400,23 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
     let bar = progress(opts.progress, fixed.len() as u64);
     let mut rows = Vec::new();
     let mut shuffles: Vec<(Variant, f64)> = Vec::new();
-    for variant in &fixed {
+    let started = std::time::Instant::now();
+    for (k, variant) in fixed.iter().enumerate() {
         let m = experiment.measure(variant)?;
         if matches!(variant, Variant::Shuffle { .. }) {
             shuffles.push((variant.clone(), m.top1_agreement));
         }
         rows.extend(experiment.rows_for(variant, &m));
         bar.inc(1);
+        // Long runs report progress in the log too (the bar needs a terminal).
+        if (k + 1) % 25 == 0 {
+            info!(
+                "{} of {} variants in {:.0} s",
+                k + 1,
+                fixed.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish_and_clear();
     if scan {

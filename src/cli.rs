@@ -38,7 +38,7 @@ enum Command {
     /// Draw heatmaps and best-match plots from a results parquet.
     Plot(PlotArgs),
     /// Swap, skip, shuffle or repeat blocks of a decoder and measure the change.
-    Intervene(IntervieneArgs),
+    Intervene(InterveneArgs),
     /// Run the main job: capture two models, compare them, write figures and parquet.
     Demo(DemoCommand),
 }
@@ -171,7 +171,7 @@ struct PlotArgs {
 }
 
 #[derive(Args)]
-struct IntervieneArgs {
+struct InterveneArgs {
     /// A decoder: GGUF file, Hugging Face folder or hf:owner/name Hub id.
     #[arg(long)]
     model: String,
@@ -429,7 +429,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_intervene(args: IntervieneArgs) -> Result<()> {
+fn run_intervene(args: InterveneArgs) -> Result<()> {
     let mut variants = Vec::new();
     for spec in args
         .variants

@@ -70,7 +70,8 @@ struct CaptureArgs {
     /// Side of each sequence that receives padding in a batch.
     #[arg(long, value_enum, default_value = "right")]
     padding: Padding,
-    /// Dequantize weights to f32 (exact parity) or keep them quantized (faster).
+    /// Dequantize weights to f32 (exact parity) or keep them quantized (less
+    /// memory, not exact; on the CPU much slower for batched capture).
     #[arg(long, value_enum, default_value = "dequantize")]
     weights: WeightMode,
     /// Extra activation sites to store besides resid_post (repeatable).

@@ -203,3 +203,34 @@ fn every_tiny_family_captures_from_folder() {
         }
     }
 }
+
+#[test]
+fn folder_without_tokenizer_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("no-tokenizer");
+    std::fs::create_dir_all(&folder).unwrap();
+    let src = common::fixture("reference/tiny_models/llama");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(file), folder.join(file)).unwrap();
+    }
+    let out = dir.path().join("run");
+    let result = repatlas(
+        &[
+            "capture",
+            "--model",
+            s(&folder),
+            "--stimuli",
+            s(&stimuli(dir.path())),
+            "--out",
+            s(&out),
+        ],
+        &[],
+    );
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(
+        message.contains("tokenizer.json") && message.contains("no-tokenizer"),
+        "{message}"
+    );
+    assert!(!out.exists());
+}

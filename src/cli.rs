@@ -244,7 +244,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, leaving out a cause whose text the message
+/// Formats the error and its causes, leaving out a cause whose text the message
 /// already contains (typed errors often print their source themselves).
 fn error_chain(err: &anyhow::Error) -> String {
     let mut message = err.to_string();
@@ -498,7 +498,7 @@ fn run_plot(args: PlotArgs) -> Result<()> {
     let rows = results::read_parquet(&args.results)?;
     if rows.is_empty() {
         bail!(
-            "{} holds no rows; run repatlas compare first",
+            "{} contains no rows; run repatlas compare first",
             args.results.display()
         );
     }

@@ -88,7 +88,7 @@ impl std::fmt::Display for StimuliMismatch {
     }
 }
 
-/// Where one side's layers come from.
+/// Source of one side's layers: a run, an .npy file or a folder of them.
 pub struct Source {
     pub path: PathBuf,
     pub model: String,
@@ -107,7 +107,7 @@ struct StimuliKey {
     file: String,
 }
 
-/// Which stored activations a run contributes.
+/// Activation site a run contributes to the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TapChoice {
     /// `hidden.0..=N`: embeddings, then the residual stream after each block.
@@ -196,8 +196,8 @@ impl Source {
             TapChoice::MlpOut => ("mlp_out", 1),
         };
         let stored = run.tensor_names()?;
-        let wanted = format!("{prefix}.{first}");
-        if !stored.contains(&wanted) {
+        let first_tensor = format!("{prefix}.{first}");
+        if !stored.contains(&first_tensor) {
             let taps = run.manifest.taps.join(", ");
             return Err(CompareError::MissingTap {
                 path: path.to_path_buf(),

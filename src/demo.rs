@@ -66,7 +66,7 @@ pub struct DemoArgs {
     pub intervene_limit: usize,
 }
 
-/// What the demo produced.
+/// Outputs of a demo run.
 pub struct DemoOutcome {
     pub results: PathBuf,
     pub figures: Vec<PathBuf>,
@@ -93,7 +93,7 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
         let path = args.models.join(model.file);
         if !path.is_file() {
             bail!(
-                "model file {} is missing; run scripts/fetch-models.sh (or set --models / REPATLAS_MODELS to the folder that holds it)",
+                "model file {} is missing; run scripts/fetch-models.sh (or set --models / REPATLAS_MODELS to the folder that contains it)",
                 path.display()
             );
         }
@@ -212,7 +212,7 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
     })
 }
 
-/// Captures `model` unless `out` already holds a run of the same model file
+/// Captures `model` unless `out` already contains a run of the same model file
 /// on the same stimuli.
 fn capture_if_needed(
     name: &str,

@@ -39,7 +39,7 @@ fn small_stimuli() -> PathBuf {
     common::fixture("stimuli/small.jsonl")
 }
 
-/// One SmolLM2 capture shared by the tests of this file.
+/// Captures SmolLM2 on the small stimulus file into `dir`.
 fn smollm2_run(dir: &Path) -> PathBuf {
     let model = common::require_model(common::SMOLLM2);
     let out = dir.join("smollm2");
@@ -175,7 +175,8 @@ fn plot_writes_png_and_svg() {
     assert!(!pngs.is_empty(), "no PNG listed: {listed}");
     for png in pngs {
         let image = image::open(png).unwrap().to_rgb8();
-        assert!(image.width() > 300 && image.height() > 300);
+        assert!(image.width() > 300, "{png} width {}", image.width());
+        assert!(image.height() > 300, "{png} height {}", image.height());
         let first = image.get_pixel(0, 0);
         assert!(image.pixels().any(|p| p != first), "{png} is one colour");
     }

@@ -205,7 +205,8 @@ fn run_writes_rows_and_parquet() {
     use polars::prelude::SerReader;
     let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
     assert_eq!(df.height(), report.rows.len());
-    assert!(df.column("kind").is_ok() && df.column("seed").is_ok());
+    assert!(df.column("kind").is_ok());
+    assert!(df.column("seed").is_ok());
 }
 
 #[test]
@@ -214,7 +215,8 @@ fn bad_variants_are_rejected() {
     let err = intervene::run(&options(dir.path(), &["skip:30"]))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("block 30") && err.contains("0..=29"), "{err}");
+    assert!(err.contains("block 30"), "{err}");
+    assert!(err.contains("0..=29"), "{err}");
     let err = "shuffle:9-3".parse::<VariantSet>().unwrap_err().to_string();
     assert!(err.contains("empty range"), "{err}");
 }
@@ -253,5 +255,6 @@ fn encoder_model_is_rejected() {
     );
     opts.model = repatlas::capture::source::ModelSpec::HfFolder(minilm);
     let err = intervene::run(&opts).unwrap_err().to_string();
-    assert!(err.contains("encoder") && err.contains("bert"), "{err}");
+    assert!(err.contains("encoder"), "{err}");
+    assert!(err.contains("bert"), "{err}");
 }

@@ -10,7 +10,7 @@
 use candle_core::Tensor;
 use serde::Serialize;
 
-/// Which side of a sequence receives the padding.
+/// Side of a sequence that receives the padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
@@ -18,7 +18,7 @@ pub enum Padding {
     Right,
 }
 
-/// How token vectors become a stimulus's representation.
+/// Rule that turns token vectors into a stimulus's representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
@@ -36,7 +36,7 @@ pub enum Pooling {
 /// A padded batch of tokenized stimuli.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Row-major `batch pos` token ids; padding holds `pad_id`.
+    /// Row-major `batch pos` token ids; padding slots contain `pad_id`.
     pub ids: Vec<u32>,
     /// Row-major `batch pos`, 1 for a real token, 0 for padding.
     pub mask: Vec<u8>,
@@ -46,7 +46,7 @@ pub struct Batch {
     pub rows: Vec<usize>,
     /// Number of valid tokens of each row.
     pub lengths: Vec<usize>,
-    /// Per row, whether each slot holds a special token (padding: false).
+    /// Per row, whether each slot contains a special token (padding: false).
     pub special: Vec<Vec<bool>>,
     pub padding: Padding,
     width: usize,

@@ -37,7 +37,7 @@ impl Arch {
         }
     }
 
-    /// The name used in manifests and GGUF metadata.
+    /// Returns the name used in manifests and GGUF metadata.
     pub fn name(self) -> &'static str {
         match self {
             Self::Llama => "llama",
@@ -81,7 +81,7 @@ pub struct DecoderConfig {
     /// True when Q and K rows are stored in the interleaved RoPE layout
     /// (llama.cpp permutes llama Q/K weights when it writes GGUF).
     pub rope_interleaved: bool,
-    /// Keys a sliding-attention query sees, itself included.
+    /// Number of keys a sliding-attention query attends to, itself included.
     pub sliding_window: Option<usize>,
     /// Per block; all full attention unless the model has local layers.
     pub layer_types: Vec<LayerType>,

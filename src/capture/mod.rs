@@ -17,7 +17,7 @@ pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
-mod run;
+pub(crate) mod run;
 
 use std::path::PathBuf;
 

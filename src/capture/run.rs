@@ -47,7 +47,7 @@ pub struct CaptureOptions {
     pub progress: bool,
 }
 
-/// What a finished capture reports.
+/// Summary of a finished capture.
 #[derive(Debug, Clone)]
 pub struct CaptureSummary {
     pub out: PathBuf,
@@ -148,7 +148,11 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     let resumed = prepare_partial(&partial, &plan)?;
 
     let pad_id = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
-    let bar = progress_bar(opts.progress, total_tokens as u64);
+    let bar = progress_bar(
+        opts.progress,
+        total_tokens as u64,
+        "{spinner} capture [{bar:30}] {pos}/{len} tokens {msg} eta {eta}",
+    );
     let started = Instant::now();
     let mut forward_tokens = 0usize;
     for (b, rows) in batches.iter().enumerate() {
@@ -388,7 +392,7 @@ fn tensor_names(n_blocks: usize, taps: &[Tap]) -> Vec<String> {
     names
 }
 
-/// The tensors of one batch keyed by stored name.
+/// Lists the tensors of one batch with their stored names.
 fn named_tensors(hidden: &Hidden) -> Vec<(String, &Tensor)> {
     let mut out: Vec<(String, &Tensor)> = hidden
         .resid_post
@@ -564,7 +568,10 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
     Ok(())
 }
 
-fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+/// Creates a progress bar on stderr, hidden unless `enabled`. `template`
+/// is an indicatif template; `{bar:30}`, `{pos}` and `{len}` are the usual
+/// fields.
+pub(crate) fn progress_bar(enabled: bool, total: u64, template: &str) -> ProgressBar {
     let target = if enabled {
         ProgressDrawTarget::stderr()
     } else {
@@ -572,11 +579,9 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(Some(total), target);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} capture [{bar:30}] {pos}/{len} tokens {msg} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar
 }

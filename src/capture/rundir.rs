@@ -33,7 +33,7 @@ pub struct WeightFile {
     pub sha256: String,
 }
 
-/// Where the model came from.
+/// Origin of the model: its kind, path, Hub id and weight files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelSource {
     /// `gguf`, `hf-folder` or `hub`.
@@ -128,7 +128,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CaptureError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// The temporary sibling used while `path` is being written.
+/// Returns the temporary sibling used while `path` is being written.
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
@@ -443,7 +443,7 @@ impl Run {
         self.manifest.n_blocks + 1
     }
 
-    /// The pooled representation of `hidden.{layer}` (rows = stimuli).
+    /// Reads the pooled representation of `hidden.{layer}` (rows = stimuli).
     pub fn layer(&self, layer: usize) -> Result<Array2<f64>, CaptureError> {
         self.tensor(&format!("hidden.{layer}"))
     }

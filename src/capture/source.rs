@@ -3,7 +3,7 @@
 //!
 //! The cache folder is `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 //! `~/.cache/huggingface/hub`, laid out as the Hub clients write it:
-//! `models--{owner}--{name}/refs/{revision}` holds a commit hash and
+//! `models--{owner}--{name}/refs/{revision}` contains a commit hash and
 //! `snapshots/{commit}/` the files. With `HF_HUB_OFFLINE=1` (or `offline`
 //! set) only the cache is read.
 
@@ -89,7 +89,7 @@ impl FromStr for ModelSpec {
     }
 }
 
-/// The Hugging Face cache folder from the environment.
+/// Returns the Hugging Face cache folder from the environment.
 pub fn hub_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
         return PathBuf::from(dir);
@@ -146,7 +146,7 @@ fn repo_dir(cache: &Path, id: &str) -> PathBuf {
     cache.join(format!("models--{}", id.replace('/', "--")))
 }
 
-/// The snapshot of `revision`: a ref file naming a commit, or a commit hash.
+/// Finds the snapshot of `revision`, a ref file naming a commit or a commit hash.
 fn snapshot(cache: &Path, id: &str, revision: &str) -> Option<(PathBuf, String)> {
     let repo = repo_dir(cache, id);
     let commit = match std::fs::read_to_string(repo.join("refs").join(revision)) {

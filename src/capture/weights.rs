@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::CaptureError;
 
-/// How quantized GGUF weights enter the matmuls.
+/// Form in which quantized GGUF weights enter the matmuls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightMode {
@@ -80,7 +80,7 @@ impl Embedding {
 
 /// Named tensors of a checkpoint, whatever its file format.
 pub trait WeightSource {
-    /// The file or folder the weights come from, for error messages.
+    /// Returns the file or folder the weights come from, for error messages.
     fn path(&self) -> &Path;
     fn device(&self) -> &Device;
     fn contains(&self, name: &str) -> bool;
@@ -274,7 +274,7 @@ impl WeightSource for GgufWeights {
     }
 }
 
-/// The weight files of an HF folder: `model.safetensors`, or the shards
+/// Lists the weight files of an HF folder: `model.safetensors`, or the shards
 /// named by `model.safetensors.index.json`. Each must exist.
 pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
     let index = dir.join("model.safetensors.index.json");

@@ -22,7 +22,6 @@ mod variant;
 use std::path::PathBuf;
 
 use candle_core::{Tensor, D};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::info;
 use ndarray::Array2;
 use serde::Serialize;
@@ -33,6 +32,7 @@ pub use variant::{Variant, VariantError, VariantSet};
 use crate::capture::batch::{plan_batches, Batch, Padding};
 use crate::capture::decoder::{Decoder, Prepared};
 use crate::capture::model::{load_model, Network};
+use crate::capture::run::progress_bar;
 use crate::capture::source::ModelSpec;
 use crate::capture::weights::WeightMode;
 use crate::capture::CaptureError;
@@ -397,7 +397,11 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
         }
         fixed.extend(set.expand(n, opts.seeds.max(1), spec)?);
     }
-    let bar = progress(opts.progress, fixed.len() as u64);
+    let bar = progress_bar(
+        opts.progress,
+        fixed.len() as u64,
+        "{spinner} intervene [{bar:30}] {pos}/{len} variants eta {eta}",
+    );
     let mut rows = Vec::new();
     let mut shuffles: Vec<(Variant, f64)> = Vec::new();
     let started = std::time::Instant::now();
@@ -431,8 +435,8 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
     })
 }
 
-/// A short text summary: skip and swap extremes, and the widest shuffled
-/// range that stayed above the threshold.
+/// Formats a short text summary: skip and swap extremes, and the widest
+/// shuffled range that stayed above the threshold.
 pub fn summary_text(report: &InterventionReport) -> String {
     let mut out = String::new();
     let n = report.n_blocks;
@@ -533,8 +537,8 @@ fn scan_shuffles(
     Ok(())
 }
 
-/// The widest range whose seeds' mean top-1 agreement is at least
-/// `threshold`; ties go to the higher agreement, then the earlier start.
+/// Finds the widest range whose seeds' mean top-1 agreement is at least
+/// `threshold`. Ties go to the higher agreement, then the earlier start.
 pub fn widest_shuffle(shuffles: &[(Variant, f64)], threshold: f64) -> Option<ShuffleSummary> {
     let mut ranges: Vec<((usize, usize), Vec<f64>)> = Vec::new();
     for (variant, top1) in shuffles {
@@ -607,21 +611,4 @@ fn valid_rows(t: &Tensor, batch: &Batch) -> candle_core::Result<Vec<f32>> {
         out.extend_from_slice(&all[(r * pos + range.start) * width..(r * pos + range.end) * width]);
     }
     Ok(out)
-}
-
-fn progress(enabled: bool, total: u64) -> ProgressBar {
-    let target = if enabled {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} intervene [{bar:30}] {pos}/{len} variants eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }

@@ -21,7 +21,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The block order of this variant for a model of `n_blocks` blocks.
+    /// Returns the block order of this variant for a model of `n_blocks` blocks.
     pub fn order(&self, n_blocks: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..n_blocks).collect();
         match *self {
@@ -44,7 +44,7 @@ impl Variant {
         order
     }
 
-    /// The `kind` column: identity, swap, skip, shuffle or repeat.
+    /// Returns the `kind` column: identity, swap, skip, shuffle or repeat.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Identity => "identity",
@@ -55,7 +55,7 @@ impl Variant {
         }
     }
 
-    /// The `i` column: the block acted on, or the first of a pair or range.
+    /// Returns the `i` column: the block acted on, or the first of a pair or range.
     pub fn i(&self) -> Option<u32> {
         match *self {
             Self::Identity => None,
@@ -64,7 +64,7 @@ impl Variant {
         }
     }
 
-    /// The `j` column: the second block of a swap, or the last of a range.
+    /// Returns the `j` column: the second block of a swap, or the last of a range.
     pub fn j(&self) -> Option<u32> {
         match *self {
             Self::Swap { j, .. } => Some(j as u32),
@@ -73,7 +73,7 @@ impl Variant {
         }
     }
 
-    /// The `seed` column of shuffles.
+    /// Returns the `seed` column of shuffles.
     pub fn seed(&self) -> Option<u64> {
         match *self {
             Self::Shuffle { seed, .. } => Some(seed),
@@ -81,7 +81,7 @@ impl Variant {
         }
     }
 
-    /// The largest block index the variant names.
+    /// Returns the largest block index the variant names.
     fn max_block(&self) -> Option<usize> {
         match *self {
             Self::Identity => None,
@@ -276,7 +276,8 @@ mod tests {
     fn bad_specs_are_rejected() {
         let out: VariantSet = "skip:9".parse().unwrap();
         let err = out.expand(5, 1, "skip:9").unwrap_err().to_string();
-        assert!(err.contains("block 9") && err.contains("0..=4"), "{err}");
+        assert!(err.contains("block 9"), "{err}");
+        assert!(err.contains("0..=4"), "{err}");
         let err = "shuffle:6-2".parse::<VariantSet>().unwrap_err().to_string();
         assert!(err.contains("empty range"), "{err}");
         let err = "shuffle:2-2".parse::<VariantSet>().unwrap_err().to_string();

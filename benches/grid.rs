@@ -18,15 +18,15 @@
 //! interpreter is `$REPATLAS_PYTHON`, else `.venv/bin/python`, else
 //! `python3`; without NumPy the NumPy column reads "n/a".
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use repatlas::metrics::{compare_grid, GridOptions, MetricSpec, Representation};
-use repatlas::npy::{read_npy_values, write_npy};
+use common::{model_pair, python, write_layers};
+use repatlas::metrics::{compare_grid, GridOptions, MetricSpec};
+use repatlas::npy::read_npy_values;
 
 const MEASURES: &[&str] = &[
     "linear_cka",
@@ -45,43 +45,6 @@ const MEASURES: &[&str] = &[
     "mutual_knn:k=10",
     "cknna:k=10",
 ];
-
-fn normal(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f64> {
-    Array2::from_shape_simple_fn((rows, cols), || {
-        let u1: f64 = 1.0 - rng.random::<f64>();
-        let u2: f64 = rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    })
-}
-
-fn model(
-    prefix: &str,
-    layers: usize,
-    width: usize,
-    signal: &Array2<f64>,
-    seed: u64,
-) -> Vec<Representation> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..layers)
-        .map(|l| {
-            let map = normal(signal.ncols(), width, &mut rng);
-            let noise = normal(signal.nrows(), width, &mut rng);
-            let scale = 0.5 + 2.0 * l as f64 / layers as f64;
-            Representation::new(format!("{prefix}.{l}"), signal.dot(&map) + noise * scale)
-        })
-        .collect()
-}
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("REPATLAS_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".to_string()
-}
 
 /// Runs the NumPy grid for `measure`; returns its seconds and values.
 fn numpy_grid(dir: &Path, measure: &str, la: usize, lb: usize) -> Option<(f64, Vec<f64>)> {
@@ -121,18 +84,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    let signal = normal(n, 64, &mut rng);
-    let a = model("a", 31, 576, &signal, 1);
-    let b = model("b", 25, 896, &signal, 2);
-
+    let (a, b) = model_pair(n, 31, 25);
     let dir = tempfile::tempdir().expect("temporary folder");
-    for (prefix, layers) in [("a", &a), ("b", &b)] {
-        for (l, rep) in layers.iter().enumerate() {
-            let path: PathBuf = dir.path().join(format!("{prefix}_{l:02}.npy"));
-            write_npy(&path, rep.data.view()).expect("write layer");
-        }
-    }
+    write_layers(dir.path(), &a, &b);
 
     println!(
         "grid 31 x 25 layers, n = {n}, d = 576 vs 896, {} rayon threads, OPENBLAS_NUM_THREADS={}",

@@ -88,6 +88,78 @@ fn grid_cells_equal_pairwise_values_in_order() {
 }
 
 #[test]
+fn blocked_pair_products_equal_pairwise_values() {
+    // 300 stimuli: the Grams (90,000 entries) and RDMs (44,850) span
+    // several of the 32,768-entry blocks of the batched pair products.
+    let layer = |seed: u64, width: usize| {
+        let data = normal(300, 6, 7).dot(&normal(6, width, seed)) + normal(300, width, seed + 1);
+        Representation::new(format!("l{seed}"), data)
+    };
+    let (a, b) = (vec![layer(1, 20), layer(3, 30)], vec![layer(5, 25)]);
+    let metrics = specs(&[
+        "linear_cka",
+        "linear_cka_debiased",
+        "rsa:rdm=correlation,compare=spearman",
+        "rsa:rdm=euclidean,compare=pearson",
+        "rsa:rdm=cosine,compare=cosine",
+    ]);
+    let opts = GridOptions {
+        linear_kernel: LinearKernelForm::Gram,
+        ..GridOptions::default()
+    };
+    let cells = compare_grid(&a, &b, &metrics, &opts).unwrap();
+    for cell in &cells {
+        let spec: MetricSpec = cell.metric.parse().unwrap();
+        let (la, lb) = (&a[cell.layer_a], &b[cell.layer_b]);
+        let want = spec
+            .compute_named(la.data.view(), &la.name, lb.data.view(), &lb.name)
+            .unwrap();
+        assert!(
+            (cell.value - want).abs() <= 1e-12,
+            "{spec} ({}, {}): {} vs {want}",
+            cell.layer_a,
+            cell.layer_b,
+            cell.value
+        );
+    }
+}
+
+#[test]
+fn streamed_grams_equal_whole_grams() {
+    // 1,100 stimuli: three rows of 512-stimulus tiles, the last one short,
+    // so diagonal, off-diagonal and ragged tiles all contribute.
+    let layer = |seed: u64, width: usize| {
+        let data = normal(1100, 4, 11).dot(&normal(4, width, seed)) + normal(1100, width, seed + 1);
+        Representation::new(format!("l{seed}"), data)
+    };
+    let (a, b) = (
+        vec![layer(1, 12), layer(3, 7)],
+        vec![layer(5, 9), layer(7, 16), layer(9, 5)],
+    );
+    let metrics = specs(&["linear_cka", "linear_cka_debiased"]);
+    let with = |form: LinearKernelForm| GridOptions {
+        linear_kernel: form,
+        n_permutations: 3,
+        seed: 4,
+        ..GridOptions::default()
+    };
+    for (left, right) in [(&a, &b), (&a, &a)] {
+        let streamed =
+            compare_grid(left, right, &metrics, &with(LinearKernelForm::Streamed)).unwrap();
+        let grams = compare_grid(left, right, &metrics, &with(LinearKernelForm::Gram)).unwrap();
+        assert_eq!(streamed.len(), grams.len());
+        for (s, g) in streamed.iter().zip(&grams) {
+            assert_eq!(
+                (s.layer_a, s.layer_b, &s.metric),
+                (g.layer_a, g.layer_b, &g.metric)
+            );
+            assert!((s.value - g.value).abs() <= 1e-12, "{s:?} vs {g:?}");
+            assert_eq!(s.p_value, g.p_value, "{s:?} vs {g:?}");
+        }
+    }
+}
+
+#[test]
 fn self_grid_matches_grid_against_a_copy() {
     let a = model("a", 3, 6, 3);
     let copy = a.clone();

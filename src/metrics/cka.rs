@@ -21,7 +21,8 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::linalg::{
-    centre_columns, dot_slices, double_centre, frobenius_dot, gram, select_rows, select_square,
+    blocked_dots, centre_columns, dot_slices, double_centre, frobenius_dot, gram, select_rows,
+    select_square, streamed_gram_dots,
 };
 use super::MetricError;
 
@@ -32,6 +33,9 @@ pub(crate) enum KernelForm {
     Gram,
     /// The column-centred features, n x d; `K_c = X_c X_cᵀ` is never formed.
     Features,
+    /// The column-centred features, with the grid's pair products streamed
+    /// from tiles of `K_c` (see [`streamed_gram_dots`]).
+    Streamed,
 }
 
 #[derive(Clone, Debug)]
@@ -58,7 +62,7 @@ impl CentredKernel {
         let xc = centre_columns(x);
         match form {
             KernelForm::Gram => Self::from_centred_gram(gram(xc.view())),
-            KernelForm::Features => Self::from_centred_features(xc),
+            KernelForm::Features | KernelForm::Streamed => Self::from_centred_features(xc),
         }
     }
 
@@ -114,6 +118,11 @@ impl CentredKernel {
         }
     }
 
+    /// Returns `⟨K_c, K_c⟩_F`.
+    pub(crate) fn self_dot(&self) -> f64 {
+        self.self_dot
+    }
+
     /// Number of stimuli.
     pub(crate) fn n(&self) -> usize {
         self.diag.len()
@@ -135,8 +144,14 @@ impl CentredKernel {
     }
 
     /// Biased-HSIC CKA between two layers.
+    #[cfg(test)]
     pub(crate) fn cka(&self, other: &CentredKernel) -> f64 {
-        self.cross(other) / (self.self_dot * other.self_dot).sqrt()
+        self.cka_from_cross(other, self.cross(other))
+    }
+
+    /// Biased-HSIC CKA from a precomputed `⟨K_c, L_c⟩_F`.
+    pub(crate) fn cka_from_cross(&self, other: &CentredKernel, cross: f64) -> f64 {
+        cross / (self.self_dot * other.self_dot).sqrt()
     }
 
     /// Unbiased HSIC U-statistic (Song et al. 2012, eq. 5) of two layers.
@@ -150,7 +165,8 @@ impl CentredKernel {
         self.hsic_unbiased_from_cross(self, self.self_dot)
     }
 
-    fn hsic_unbiased_from_cross(&self, other: &CentredKernel, cross: f64) -> f64 {
+    /// Unbiased HSIC from a precomputed `⟨K_c, L_c⟩_F`.
+    pub(crate) fn hsic_unbiased_from_cross(&self, other: &CentredKernel, cross: f64) -> f64 {
         let n = self.n() as f64;
         let diag_dot = dot_vec(&self.diag, &other.diag);
         // tr(K̃L̃): the Frobenius product without the diagonal.
@@ -199,6 +215,41 @@ impl CentredKernel {
             }
         }
     }
+}
+
+/// Returns `⟨K_i, L_j⟩_F` for every pair of Gram-form kernels (`a` by `b`),
+/// or None if any kernel is in feature form. See [`blocked_dots`].
+pub(crate) fn gram_crosses(a: &[&CentredKernel], b: &[&CentredKernel]) -> Option<Array2<f64>> {
+    fn flat<'k>(kernels: &[&'k CentredKernel]) -> Option<Vec<&'k [f64]>> {
+        kernels
+            .iter()
+            .map(|k| match &k.storage {
+                Storage::Gram(g) => g.as_slice(),
+                Storage::Features(_) => None,
+            })
+            .collect()
+    }
+    blocked_dots(&flat(a)?, &flat(b)?)
+}
+
+/// Returns `⟨K_i, L_j⟩_F` for every pair of feature-form kernels (`a` by
+/// `b`) from tiles of their Grams, or None if any kernel is in Gram form.
+/// `same` says that `b` is `a`. See [`streamed_gram_dots`].
+pub(crate) fn streamed_crosses(
+    a: &[&CentredKernel],
+    b: &[&CentredKernel],
+    same: bool,
+) -> Option<Array2<f64>> {
+    fn features<'k>(kernels: &[&'k CentredKernel]) -> Option<Vec<ArrayView2<'k, f64>>> {
+        kernels
+            .iter()
+            .map(|k| match &k.storage {
+                Storage::Features(x) => Some(x.view()),
+                Storage::Gram(_) => None,
+            })
+            .collect()
+    }
+    streamed_gram_dots(&features(a)?, &features(b)?, same)
 }
 
 fn dot_vec(a: &Array1<f64>, b: &Array1<f64>) -> f64 {

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::blas::SingleThreadedBlas;
 use super::prepared::{
-    pair_value, preparation_key, prepare, LinearKernelForm, Plan, Prepared,
+    pair_dots, pair_value, preparation_key, prepare, LinearKernelForm, Plan, Prepared,
     DEFAULT_GRAM_MEMORY_LIMIT,
 };
 use super::stats::{as_extreme, bootstrap_rows, p_value, percentile_interval, permutation};
@@ -296,9 +296,13 @@ struct Grid<'g, 'a> {
 impl Grid<'_, '_> {
     fn cells(&self, spec: &MetricSpec) -> Result<Vec<GridCell>, MetricError> {
         let (na, nb) = (self.a.len(), self.b.len());
+        let crosses = pair_dots(self.a, self.b, &self.plan);
         let observed: Vec<f64> = (0..na * nb)
             .into_par_iter()
-            .map(|c| pair_value(spec, &self.a[c / nb], &self.b[c % nb]))
+            .map(|c| {
+                let cross = crosses.as_ref().map(|x| x[c]);
+                pair_value(spec, &self.a[c / nb], &self.b[c % nb], cross)
+            })
             .collect::<Result<_, _>>()?;
         self.warn_forced_correlations(spec);
         let p_values = self.permutation_p_values(spec, &observed)?;
@@ -367,7 +371,7 @@ impl Grid<'_, '_> {
                 for (j, layer_b) in self.b.iter().enumerate() {
                     let permuted = layer_b.permuted(spec, &p, &self.plan)?;
                     for (i, layer_a) in self.a.iter().enumerate() {
-                        let value = pair_value(spec, layer_a, &permuted)?;
+                        let value = pair_value(spec, layer_a, &permuted, None)?;
                         if as_extreme(kind, value, observed[i * nb + j]) {
                             hits[i * nb + j] += 1;
                         }
@@ -436,9 +440,27 @@ impl Grid<'_, '_> {
                 &own
             };
             for (i, layer_a) in a.iter().enumerate() {
-                values[i * nb + j] = pair_value(spec, layer_a, resampled_b)?;
+                values[i * nb + j] = pair_value(spec, layer_a, resampled_b, None)?;
             }
         }
         Ok(values)
     }
+}
+
+/// Builds the centred linear Gram matrix of every layer the way a
+/// linear-CKA grid in Gram form does (layers in parallel, one BLAS thread
+/// each) and returns each layer's `⟨K_c, K_c⟩_F`. Benchmarks time this
+/// stage against the machine's GEMM rate.
+pub fn gram_stage(layers: &[Representation]) -> Vec<f64> {
+    let _blas = SingleThreadedBlas::new();
+    layers
+        .par_iter()
+        .map(|r| {
+            crate::metrics::cka::CentredKernel::linear(
+                r.data.view(),
+                crate::metrics::cka::KernelForm::Gram,
+            )
+            .self_dot()
+        })
+        .collect()
 }

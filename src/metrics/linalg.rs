@@ -3,6 +3,8 @@
 //! Matrix products go through ndarray's `dot`, which calls BLAS (OpenBLAS)
 //! for f64 matrices; decompositions go through ndarray-linalg (LAPACK).
 
+use std::os::raw::c_int;
+
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
 use rayon::prelude::*;
@@ -33,9 +35,74 @@ pub(crate) fn normalise_rows(x: ArrayView2<f64>) -> Result<Array2<f64>, usize> {
     Ok(out)
 }
 
-/// Returns `x xᵀ`.
+// Exported by libopenblas, which ndarray-linalg's `openblas-system`
+// feature links; the Debian build uses 32-bit integers.
+extern "C" {
+    fn cblas_dsyrk(
+        order: c_int,
+        uplo: c_int,
+        trans: c_int,
+        n: c_int,
+        k: c_int,
+        alpha: f64,
+        a: *const f64,
+        lda: c_int,
+        beta: f64,
+        c: *mut f64,
+        ldc: c_int,
+    );
+}
+
+const CBLAS_ROW_MAJOR: c_int = 101;
+const CBLAS_UPPER: c_int = 121;
+const CBLAS_NO_TRANS: c_int = 111;
+
+/// Returns `x xᵀ`. A row-major `x` goes through BLAS `dsyrk`, which
+/// computes one triangle with half the multiply-adds of a GEMM. The other
+/// triangle is a mirrored copy, so the result is exactly symmetric.
 pub(crate) fn gram(x: ArrayView2<f64>) -> Array2<f64> {
-    x.dot(&x.t())
+    let (n, d) = x.dim();
+    let fits = c_int::try_from(n.max(d)).is_ok();
+    let Some(a) = x.as_slice().filter(|_| n > 0 && d > 0 && fits) else {
+        return x.dot(&x.t());
+    };
+    let mut c = Array2::<f64>::zeros((n, n));
+    let out = c.as_slice_mut().expect("a new array is contiguous");
+    // SAFETY: `a` contains n * d row-major values with row stride d. `out`
+    // contains n * n values with row stride n, as the arguments state. Both
+    // sizes fit in c_int, which is checked above.
+    unsafe {
+        cblas_dsyrk(
+            CBLAS_ROW_MAJOR,
+            CBLAS_UPPER,
+            CBLAS_NO_TRANS,
+            n as c_int,
+            d as c_int,
+            1.0,
+            a.as_ptr(),
+            d as c_int,
+            0.0,
+            out.as_mut_ptr(),
+            n as c_int,
+        );
+    }
+    mirror_upper(out, n);
+    c
+}
+
+/// Copies the upper triangle of the row-major `n x n` matrix into its lower
+/// triangle, in square tiles so that both sides stay in cache.
+fn mirror_upper(c: &mut [f64], n: usize) {
+    const TILE: usize = 64;
+    for bi in (0..n).step_by(TILE) {
+        for bj in (0..=bi).step_by(TILE) {
+            for i in bi..(bi + TILE).min(n) {
+                for j in bj..(bj + TILE).min(i) {
+                    c[i * n + j] = c[j * n + i];
+                }
+            }
+        }
+    }
 }
 
 /// Double-centres the symmetric matrix `k` in place: `H k H` with
@@ -48,6 +115,114 @@ pub(crate) fn double_centre(k: &mut Array2<f64>) {
     for ((i, j), value) in k.indexed_iter_mut() {
         *value += grand - row_mean[i] - col_mean[j];
     }
+}
+
+/// Entries of the vectors that one block of [`blocked_dots`] copies:
+/// 31 vectors x 32,768 entries x 8 bytes is 8 MiB.
+const DOT_BLOCK: usize = 1 << 15;
+
+/// Returns the dot product of every pair of equal-length vectors (`a` by
+/// `b`), or None if the lengths differ or either side is empty.
+///
+/// Pair by pair, each dot product streams both vectors from memory. Here
+/// the vectors are cut into column blocks, each block of all vectors is
+/// copied into one matrix, and one GEMM per block gives its share of every
+/// pair, so each vector is read once. Blocks run in parallel and their
+/// shares are added in block order, so the result does not depend on the
+/// thread count.
+pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
+    let len = a.first()?.len();
+    if b.is_empty() || a.iter().chain(b).any(|v| v.len() != len) {
+        return None;
+    }
+    let gather = |vectors: &[&[f64]], start: usize, end: usize| {
+        let mut block = Array2::<f64>::zeros((vectors.len(), end - start));
+        for (mut row, v) in block.rows_mut().into_iter().zip(vectors) {
+            row.as_slice_mut()
+                .expect("rows of a new array are contiguous")
+                .copy_from_slice(&v[start..end]);
+        }
+        block
+    };
+    let starts: Vec<usize> = (0..len).step_by(DOT_BLOCK).collect();
+    let shares: Vec<Array2<f64>> = starts
+        .par_iter()
+        .map(|&start| {
+            let end = (start + DOT_BLOCK).min(len);
+            gather(a, start, end).dot(&gather(b, start, end).t())
+        })
+        .collect();
+    let mut total = Array2::<f64>::zeros((a.len(), b.len()));
+    for share in &shares {
+        total += share;
+    }
+    Some(total)
+}
+
+/// Rows and columns of one tile of [`streamed_gram_dots`]: 56 layers of
+/// 512 x 512 f64 tiles take 112 MiB per task.
+const GRAM_TILE: usize = 512;
+
+/// Returns `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F` for every pair of feature matrices
+/// (`a` by `b`, all with the same rows) without forming a whole Gram, or
+/// None if the row counts differ or either side is empty. `same` says that
+/// `b` is `a`, so each tile is formed once.
+///
+/// The Grams are cut into square tiles. Each task forms tile `(r, c)` of
+/// every layer's Gram (`X[r] X[c]ᵀ`, one GEMM per layer), flattens the
+/// tiles into the rows of one matrix per side, and one GEMM of those gives
+/// the tile's share of every pair. The Grams are symmetric, so only tiles
+/// with `r <= c` are formed and those off the diagonal count twice. Shares
+/// are added in tile order, so the result does not depend on the thread
+/// count.
+pub(crate) fn streamed_gram_dots(
+    a: &[ArrayView2<f64>],
+    b: &[ArrayView2<f64>],
+    same: bool,
+) -> Option<Array2<f64>> {
+    let n = a.first()?.nrows();
+    if b.is_empty() || a.iter().chain(b).any(|x| x.nrows() != n) {
+        return None;
+    }
+    let starts: Vec<usize> = (0..n).step_by(GRAM_TILE).collect();
+    let tiles: Vec<(usize, usize)> = (0..starts.len())
+        .flat_map(|r| (r..starts.len()).map(move |c| (r, c)))
+        .collect();
+    let span = |k: usize| starts[k]..(starts[k] + GRAM_TILE).min(n);
+    let gather = |layers: &[ArrayView2<f64>], r: usize, c: usize| {
+        let (rows, cols) = (span(r), span(c));
+        let (h, w) = (rows.len(), cols.len());
+        let mut block = Array2::<f64>::zeros((layers.len(), h * w));
+        for (row, x) in block.rows_mut().into_iter().zip(layers) {
+            let mut tile = row
+                .into_shape_with_order((h, w))
+                .expect("a row of h * w entries reshapes to h x w");
+            let top = x.slice(ndarray::s![rows.clone(), ..]);
+            let left = x.slice(ndarray::s![cols.clone(), ..]);
+            ndarray::linalg::general_mat_mul(1.0, &top, &left.t(), 0.0, &mut tile);
+        }
+        block
+    };
+    let shares: Vec<Array2<f64>> = tiles
+        .par_iter()
+        .map(|&(r, c)| {
+            let block_a = gather(a, r, c);
+            let mut share = if same {
+                block_a.dot(&block_a.t())
+            } else {
+                block_a.dot(&gather(b, r, c).t())
+            };
+            if r != c {
+                share *= 2.0;
+            }
+            share
+        })
+        .collect();
+    let mut total = Array2::<f64>::zeros((a.len(), b.len()));
+    for share in &shares {
+        total += share;
+    }
+    Some(total)
 }
 
 /// Returns the sum of `a[i] * b[i]`, with four partial sums so the loop
@@ -213,4 +388,29 @@ pub(crate) fn invert_permutation(p: &[usize]) -> Vec<usize> {
         inverse[pi] = i;
     }
     inverse
+}
+
+#[cfg(test)]
+mod gram_tests {
+    use super::*;
+
+    #[test]
+    fn gram_matches_gemm_and_is_symmetric() {
+        // 130 rows cross the 64-row tiles unevenly; 7 columns keep d < n.
+        let x = Array2::from_shape_fn((130, 7), |(i, j)| ((i * 31 + j * 17) % 23) as f64 - 11.0);
+        let g = gram(x.view());
+        let reference = x.dot(&x.t());
+        let worst = (&g - &reference)
+            .mapv(f64::abs)
+            .fold(0.0, |m: f64, &v| m.max(v));
+        assert!(worst < 1e-9, "largest difference from the GEMM: {worst}");
+        assert_eq!(g, g.t(), "the mirrored triangle equals the computed one");
+    }
+
+    #[test]
+    fn gram_of_transposed_view_uses_gemm() {
+        let x = Array2::from_shape_fn((5, 9), |(i, j)| (i + 2 * j) as f64);
+        let g = gram(x.t());
+        assert_eq!(g, x.t().dot(&x));
+    }
 }

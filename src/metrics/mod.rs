@@ -57,7 +57,7 @@ mod tests;
 use ndarray::{Array2, ArrayView2};
 
 pub use error::MetricError;
-pub use grid::{compare_grid, compare_pair, GridCell, GridOptions};
+pub use grid::{compare_grid, compare_pair, gram_stage, GridCell, GridOptions};
 pub use outliers::OutlierPolicy;
 pub use prepared::{LinearKernelForm, DEFAULT_GRAM_MEMORY_LIMIT};
 pub use spec::{

@@ -10,8 +10,9 @@
 use ndarray::ArrayView2;
 
 use super::cca::SubspaceLayer;
-use super::cka::{BatchedKernel, CentredKernel, KernelForm};
+use super::cka::{gram_crosses, streamed_crosses, BatchedKernel, CentredKernel, KernelForm};
 use super::knn::NeighbourLayer;
+use super::linalg::blocked_dots;
 use super::linalg::select_rows;
 use super::procrustes::ShapeLayer;
 use super::rsa::RdmLayer;
@@ -33,6 +34,12 @@ pub enum LinearKernelForm {
     Gram,
     /// The centred n x d features of each layer.
     Features,
+    /// The centred features of each layer, with every pair's Gram product
+    /// formed from tiles of the Grams, so that no whole Gram is held.
+    /// Cheaper than `Features` when `n` is below about
+    /// `Σd_a · Σd_b / (Σd_a + Σd_b)`; permutations and resamples use the
+    /// feature form.
+    Streamed,
 }
 
 /// Choices made once per grid that the per-layer preparation follows.
@@ -46,7 +53,8 @@ impl Plan {
     /// and `n²` per evaluation of a pair, features cost `n·d_x·d_y` per
     /// evaluation. `evaluations` counts the observed value plus every
     /// permutation and bootstrap resample. Grams are never chosen when all
-    /// layers' Grams together would exceed `gram_memory_limit` bytes.
+    /// layers' Grams together would exceed `gram_memory_limit` bytes; then
+    /// streamed Grams cost `n²d` per layer for the observed values.
     pub(crate) fn for_pairs(
         n: usize,
         dims_a: &[usize],
@@ -66,6 +74,11 @@ impl Plan {
                     kernel_form: KernelForm::Features,
                 }
             }
+            LinearKernelForm::Streamed => {
+                return Plan {
+                    kernel_form: KernelForm::Streamed,
+                }
+            }
             LinearKernelForm::Auto => {}
         }
         let n = n as f64;
@@ -76,9 +89,15 @@ impl Plan {
         let evaluations = evaluations.max(1) as f64;
         let gram_cost = n * n * (sum_a + sum_b) + pairs * n * n * evaluations;
         let feature_cost = n * squares + n * sum_a * sum_b * evaluations;
+        // Streaming forms the upper-triangle tiles once for the observed
+        // values; permutations and resamples then use the features.
+        let streamed_cost =
+            n * n * (sum_a + sum_b + pairs) + n * sum_a * sum_b * (evaluations - 1.0);
         let gram_bytes = (dims_a.len() + dims_b.len()) as f64 * n * n * 8.0;
         let kernel_form = if gram_bytes <= gram_memory_limit as f64 && gram_cost <= feature_cost {
             KernelForm::Gram
+        } else if streamed_cost < feature_cost {
+            KernelForm::Streamed
         } else {
             KernelForm::Features
         };
@@ -234,23 +253,66 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// Evaluates `spec` on two layers prepared for it.
+/// Returns the inner product behind every pair's value (row-major, `a` by
+/// `b`) from one blocked pass over the layers: `⟨K_i, L_j⟩_F` for Gram-form
+/// and streamed kernels, the dot product of standardised or centred-rank RDM vectors
+/// for Pearson, cosine and Spearman RSA. None for every other form.
+pub(crate) fn pair_dots(a: &[Prepared], b: &[Prepared], plan: &Plan) -> Option<Vec<f64>> {
+    fn kernels<'p>(layers: &'p [Prepared]) -> Option<Vec<&'p CentredKernel>> {
+        layers
+            .iter()
+            .map(|l| match &l.form {
+                Form::Kernel(k) => Some(k),
+                _ => None,
+            })
+            .collect()
+    }
+    fn rdm_vectors<'p>(layers: &'p [Prepared]) -> Option<Vec<&'p [f64]>> {
+        layers
+            .iter()
+            .map(|l| match &l.form {
+                Form::Rdm(r) => r.dot_vector(),
+                _ => None,
+            })
+            .collect()
+    }
+    let dots = match (kernels(a), kernels(b)) {
+        (Some(ka), Some(kb)) if plan.kernel_form == KernelForm::Streamed => {
+            let same =
+                a.len() == b.len() && std::ptr::eq(a.as_ptr().cast::<()>(), b.as_ptr().cast());
+            streamed_crosses(&ka, &kb, same)?
+        }
+        (Some(ka), Some(kb)) => gram_crosses(&ka, &kb)?,
+        _ => blocked_dots(&rdm_vectors(a)?, &rdm_vectors(b)?)?,
+    };
+    Some(dots.into_iter().collect())
+}
+
+/// Evaluates `spec` on two layers prepared for it. `cross` is the pair's
+/// inner product when [`pair_dots`] has computed it.
 pub(crate) fn pair_value(
     spec: &MetricSpec,
     a: &Prepared,
     b: &Prepared,
+    cross: Option<f64>,
 ) -> Result<f64, MetricError> {
     let value = match (&a.form, &b.form) {
-        (Form::Kernel(ka), Form::Kernel(kb)) => match spec.measure() {
-            Measure::LinearCkaDebiased | Measure::RbfCkaDebiased { .. } => {
-                let self_a = positive_self_hsic(spec, a, ka.self_hsic_unbiased())?;
-                let self_b = positive_self_hsic(spec, b, kb.self_hsic_unbiased())?;
-                ka.hsic_unbiased(kb) / (self_a * self_b).sqrt()
+        (Form::Kernel(ka), Form::Kernel(kb)) => {
+            let cross = cross.unwrap_or_else(|| ka.cross(kb));
+            match spec.measure() {
+                Measure::LinearCkaDebiased | Measure::RbfCkaDebiased { .. } => {
+                    let self_a = positive_self_hsic(spec, a, ka.self_hsic_unbiased())?;
+                    let self_b = positive_self_hsic(spec, b, kb.self_hsic_unbiased())?;
+                    ka.hsic_unbiased_from_cross(kb, cross) / (self_a * self_b).sqrt()
+                }
+                _ => ka.cka_from_cross(kb, cross),
             }
-            _ => ka.cka(kb),
-        },
+        }
         (Form::Batched(ba), Form::Batched(bb)) => ba.cka(bb),
-        (Form::Rdm(ra), Form::Rdm(rb)) => ra.compare(rb),
+        (Form::Rdm(ra), Form::Rdm(rb)) => match cross {
+            Some(dot) => ra.compare_from_dot(dot),
+            None => ra.compare(rb),
+        },
         (Form::Shape(sa), Form::Shape(sb)) => match spec.measure() {
             Measure::ProcrustesEuclidean => sa.euclidean(sb, &a.name)?,
             _ => sa.angular(sb, &a.name)?,

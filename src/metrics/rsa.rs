@@ -169,6 +169,28 @@ impl RdmLayer {
     }
 
     /// Compares two RDMs prepared with the same comparison.
+    /// Returns the vector whose dot product with another layer's gives
+    /// the comparison ([`RdmLayer::compare_from_dot`]), if the comparison
+    /// is one.
+    pub(crate) fn dot_vector(&self) -> Option<&[f64]> {
+        match &self.derived {
+            Derived::Unit(v) | Derived::CentredRanks(v) => Some(v),
+            Derived::Dense { .. } => None,
+        }
+    }
+
+    /// Turns the dot product of the two layers' [`RdmLayer::dot_vector`]s
+    /// into the comparison value.
+    pub(crate) fn compare_from_dot(&self, dot: f64) -> f64 {
+        match &self.derived {
+            Derived::CentredRanks(a) => {
+                let m = a.len() as f64;
+                12.0 * dot / (m * m * m - m)
+            }
+            _ => dot,
+        }
+    }
+
     pub(crate) fn compare(&self, other: &RdmLayer) -> f64 {
         match (&self.derived, &other.derived) {
             (Derived::Unit(a), Derived::Unit(b)) => super::linalg::dot_slices(a, b),

@@ -316,7 +316,7 @@ impl MetricSpec {
         );
         let a = prepare(self, x_name, x, &plan)?;
         let b = prepare(self, y_name, y, &plan)?;
-        pair_value(self, &a, &b)
+        pair_value(self, &a, &b, None)
     }
 
     /// Checks that `n` stimuli are enough for this measure.

@@ -125,7 +125,20 @@ fn plan_prefers_gram_for_the_layer_grid() {
     let tall = Plan::for_pairs(100_000, &[64], &[64], 1, 4 << 30, LinearKernelForm::Auto);
     assert_eq!(tall.kernel_form, KernelForm::Features);
     let capped = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 1 << 20, LinearKernelForm::Auto);
-    assert_eq!(capped.kernel_form, KernelForm::Features);
+    assert_eq!(capped.kernel_form, KernelForm::Streamed);
+    // Grams of 56 layers at n = 4096 take 7.5 GB: streamed, not features.
+    let wide = Plan::for_pairs(4096, &dims_a, &dims_b, 1, 4 << 30, LinearKernelForm::Auto);
+    assert_eq!(wide.kernel_form, KernelForm::Streamed);
+    // At n = 16384 the feature form costs less than the Grams.
+    let long = Plan::for_pairs(
+        16384,
+        &dims_a,
+        &dims_b,
+        1,
+        usize::MAX,
+        LinearKernelForm::Auto,
+    );
+    assert_eq!(long.kernel_form, KernelForm::Features);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::info;
 
+use repatlas::capture::device::ComputeDevice;
 use repatlas::capture::{self, CaptureOptions, Padding, Pooling, Tap, WeightMode};
 use repatlas::compare::{self, CompareOptions, TapChoice};
 use repatlas::intervene::{self, InterventionOptions, VariantSet};
@@ -74,6 +75,9 @@ struct CaptureArgs {
     /// memory, not exact; on the CPU much slower for batched capture).
     #[arg(long, value_enum, default_value = "dequantize")]
     weights: WeightMode,
+    /// Device for the model: cpu, or cuda[:N] in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu", value_parser = repatlas::capture::device::parse_device)]
+    device: ComputeDevice,
     /// Extra activation sites to store besides resid_post (repeatable).
     #[arg(long = "tap", value_enum)]
     taps: Vec<TapArg>,
@@ -204,13 +208,17 @@ struct InterveneArgs {
     /// Dequantize weights to f32 or keep them quantized.
     #[arg(long, value_enum, default_value = "dequantize")]
     weights: WeightMode,
+    /// Device for the model: cpu, or cuda[:N] in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu", value_parser = repatlas::capture::device::parse_device)]
+    device: ComputeDevice,
     /// Truncate each stimulus to this many tokens.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
     /// Padded token slots per batch.
     #[arg(long, default_value_t = 2048)]
     batch_tokens: usize,
-    /// Parquet file for the rows (one per variant and measure).
+    /// Parquet file for the rows (one per variant and measure). Finished
+    /// variants are logged to `<out>.partial.jsonl`, so a killed run resumes.
     #[arg(long)]
     out: PathBuf,
     /// Folder for the swap-matrix, skip-curve and shuffle-range figures.
@@ -340,6 +348,7 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         overwrite: args.overwrite,
         progress: std::io::stderr().is_terminal(),
+        device: args.device,
     };
     let summary = capture::capture(&opts)?;
     eprintln!(
@@ -454,10 +463,13 @@ fn run_intervene(args: InterveneArgs) -> Result<()> {
         max_batch_tokens: args.batch_tokens,
         max_tokens: args.max_tokens,
         progress: std::io::stderr().is_terminal(),
+        device: args.device,
+        journal: Some(intervene::journal_path(&args.out)),
     };
     let cka_rows = args.cka.as_deref().map(results::read_parquet).transpose()?;
     let report = intervene::run(&opts)?;
     intervene::write_parquet(&report.rows, &args.out)?;
+    intervene::remove_journal(&args.out)?;
     eprintln!("wrote {} rows to {}", report.rows.len(), args.out.display());
     if let Some(dir) = &args.figures {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

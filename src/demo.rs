@@ -60,6 +60,9 @@ pub struct DemoArgs {
     /// Weight mode of both captures.
     #[arg(long, value_enum, default_value = "dequantize")]
     pub weights: WeightMode,
+    /// Device for the models: cpu, or cuda[:N] in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu", value_parser = crate::capture::device::parse_device)]
+    pub device: crate::capture::device::ComputeDevice,
     /// Stimuli of the SmolLM2 intervention run (adjacent swaps, each skip,
     /// shuffle scan); 0 skips it.
     #[arg(long, default_value_t = 32)]
@@ -164,10 +167,13 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
             max_batch_tokens: 2048,
             max_tokens: 256,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            device: args.device,
+            journal: Some(intervene::journal_path(&args.out.join("intervene.parquet"))),
         };
         let report = intervene::run(&opts)?;
         let path = args.out.join("intervene.parquet");
         intervene::write_parquet(&report.rows, &path)?;
+        intervene::remove_journal(&path)?;
         let self_rows: Vec<ResultRow> = rows
             .iter()
             .filter(|r| r.model_a == MODELS[0].name && r.model_b == MODELS[0].name)
@@ -253,6 +259,7 @@ fn capture_if_needed(
         max_tokens: Some(256),
         overwrite: true,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        device: args.device,
     })?;
     eprintln!(
         "{name}: {} tokens at {:.0} tokens/s",

@@ -531,3 +531,20 @@ fn intervene_writes_rows_summary_and_figures() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("block 99"), "{}", stderr(&bad));
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_without_feature_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("gpu");
+    let result = capture(&model, &small_stimuli(), &out, &["--device", "cuda:1"]);
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(message.contains("cuda:1"), "{message}");
+    assert!(message.contains("--features cuda"), "{message}");
+    assert!(!out.exists(), "a run directory was started");
+    let result = capture(&model, &small_stimuli(), &out, &["--device", "tpu"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("cpu, cuda or cuda:N"));
+}

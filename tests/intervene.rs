@@ -50,6 +50,8 @@ fn options(dir: &std::path::Path, variants: &[&str]) -> InterventionOptions {
         max_batch_tokens: 4096,
         max_tokens: 256,
         progress: false,
+        device: Default::default(),
+        journal: None,
     }
 }
 
@@ -257,4 +259,62 @@ fn encoder_model_is_rejected() {
     let err = intervene::run(&opts).unwrap_err().to_string();
     assert!(err.contains("encoder"), "{err}");
     assert!(err.contains("bert"), "{err}");
+}
+
+#[test]
+fn journal_resumes_and_refuses_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), &["skip:3", "skip:20"]);
+    opts.limit = Some(2);
+    let journal = intervene::journal_path(&dir.path().join("out.parquet"));
+    assert!(journal.ends_with("out.parquet.partial.jsonl"));
+    opts.journal = Some(journal.clone());
+    let first = intervene::run(&opts).unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "a header and two variants:\n{text}"
+    );
+
+    // Mark one entry so that a reuse is visible, and tear a last line as a
+    // killed run would leave it.
+    let marked: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["variant"].as_str().is_some_and(|k| k.contains("\"i\":3")) {
+                v["measures"]["kl"] = serde_json::json!(123.0);
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(
+        &journal,
+        format!("{}\n{{\"variant\": \"{{\\\"Sk", marked.join("\n")),
+    )
+    .unwrap();
+    let second = intervene::run(&opts).unwrap();
+    let kl_of = |rows: &[intervene::InterventionRow], i: u32| {
+        rows.iter()
+            .find(|r| r.i == Some(i) && r.measure == "kl")
+            .unwrap()
+            .value
+    };
+    assert_eq!(
+        kl_of(&second.rows, 3),
+        123.0,
+        "skip:3 came from the journal"
+    );
+    assert_eq!(kl_of(&second.rows, 20), kl_of(&first.rows, 20));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 3, "the torn line is dropped:\n{text}");
+
+    opts.max_tokens = 8;
+    let err = intervene::run(&opts).unwrap_err().to_string();
+    assert!(err.contains("out.parquet.partial.jsonl"), "{err}");
+    assert!(err.contains("delete it"), "{err}");
+
+    intervene::remove_journal(&dir.path().join("out.parquet")).unwrap();
+    assert!(!journal.exists());
 }

@@ -52,6 +52,8 @@ fn run_rows() -> &'static [InterventionRow] {
             max_batch_tokens: 4096,
             max_tokens: 256,
             progress: false,
+            device: Default::default(),
+            journal: None,
         };
         intervene::run(&opts).unwrap().rows
     })
@@ -80,6 +82,7 @@ fn cka_rows() -> &'static [ResultRow] {
             max_tokens: Some(256),
             overwrite: false,
             progress: false,
+            device: Default::default(),
         })
         .unwrap();
         let opts = CompareOptions {

@@ -102,6 +102,16 @@ impl Decoder {
         dir: &Path,
         with_lm_head: bool,
     ) -> Result<(Self, SafetensorsWeights), CaptureError> {
+        Self::from_hf_folder_on(dir, with_lm_head, &candle_core::Device::Cpu)
+    }
+
+    /// Loads a Hugging Face folder as [`Decoder::from_hf_folder`] does, with
+    /// the weights on `device`.
+    pub fn from_hf_folder_on(
+        dir: &Path,
+        with_lm_head: bool,
+        device: &candle_core::Device,
+    ) -> Result<(Self, SafetensorsWeights), CaptureError> {
         let config_path = dir.join("config.json");
         let bytes = std::fs::read(&config_path).map_err(|source| CaptureError::Io {
             path: config_path.clone(),
@@ -113,7 +123,7 @@ impl Decoder {
                 message: format!("not valid JSON: {e}"),
             })?;
         let config = DecoderConfig::from_hf_json(&json, &config_path.display().to_string())?;
-        let mut weights = SafetensorsWeights::open(dir, &candle_core::Device::Cpu)?;
+        let mut weights = SafetensorsWeights::open(dir, device)?;
         let decoder = build(&mut weights, config, Naming::Hf, with_lm_head)?;
         Ok((decoder, weights))
     }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod bert;
 pub mod config;
 pub mod decoder;
+pub mod device;
 mod load;
 pub mod model;
 pub mod rundir;
@@ -37,6 +38,8 @@ pub enum CaptureError {
     },
     #[error("model file {path} is invalid: {message}")]
     InvalidModelFile { path: PathBuf, message: String },
+    #[error("{0}")]
+    Device(String),
     #[error("unsupported architecture {arch:?}; supported: {supported}")]
     UnsupportedArch {
         arch: String,

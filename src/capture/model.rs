@@ -48,18 +48,30 @@ impl LoadedModel {
     }
 }
 
-/// Loads a model from a spec. `with_lm_head` loads the decoder's LM head
-/// (interventions need it); `offline` forbids Hub downloads (also set by
-/// `HF_HUB_OFFLINE`).
+/// Loads a model from a spec onto the CPU. `with_lm_head` loads the
+/// decoder's LM head (interventions need it); `offline` forbids Hub
+/// downloads (also set by `HF_HUB_OFFLINE`).
 pub fn load_model(
     spec: &ModelSpec,
     mode: WeightMode,
     offline: bool,
     with_lm_head: bool,
 ) -> Result<LoadedModel, CaptureError> {
+    load_model_on(spec, mode, offline, with_lm_head, &Device::Cpu)
+}
+
+/// Loads a model as [`load_model`] does, with its weights and activations
+/// on `device`.
+pub fn load_model_on(
+    spec: &ModelSpec,
+    mode: WeightMode,
+    offline: bool,
+    with_lm_head: bool,
+    device: &Device,
+) -> Result<LoadedModel, CaptureError> {
     match spec {
-        ModelSpec::Gguf(path) => load_gguf(path, mode, with_lm_head, None),
-        ModelSpec::HfFolder(dir) => load_folder(dir, with_lm_head, None),
+        ModelSpec::Gguf(path) => load_gguf(path, mode, with_lm_head, None, device),
+        ModelSpec::HfFolder(dir) => load_folder(dir, with_lm_head, None, device),
         ModelSpec::Hub {
             id,
             revision,
@@ -73,8 +85,8 @@ pub fn load_model(
             )?;
             let hub = Some((id.clone(), revision.clone().or(resolved.commit.clone())));
             let mut model = match gguf_file {
-                Some(_) => load_gguf(&resolved.path, mode, with_lm_head, hub)?,
-                None => load_folder(&resolved.path, with_lm_head, hub)?,
+                Some(_) => load_gguf(&resolved.path, mode, with_lm_head, hub, device)?,
+                None => load_folder(&resolved.path, with_lm_head, hub, device)?,
             };
             model.default_name = id.rsplit('/').next().unwrap_or(id).to_string();
             Ok(model)
@@ -101,8 +113,9 @@ fn load_gguf(
     mode: WeightMode,
     with_lm_head: bool,
     hub: Option<(String, Option<String>)>,
+    device: &Device,
 ) -> Result<LoadedModel, CaptureError> {
-    let mut weights = GgufWeights::open(path, mode, &Device::Cpu)?;
+    let mut weights = GgufWeights::open(path, mode, device)?;
     let decoder = Decoder::from_gguf(&mut weights, with_lm_head)?;
     let tokenizer = ModelTokenizer::from_gguf(weights.content())?;
     let config = decoder.config().clone();
@@ -136,6 +149,7 @@ fn load_folder(
     dir: &Path,
     with_lm_head: bool,
     hub: Option<(String, Option<String>)>,
+    device: &Device,
 ) -> Result<LoadedModel, CaptureError> {
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
@@ -160,7 +174,7 @@ fn load_folder(
     let kind = if hub.is_some() { "hub" } else { "hf-folder" };
     let files = weight_files(dir)?;
     if raw.get("model_type").and_then(|v| v.as_str()) == Some("bert") {
-        let bert = Bert::from_folder(dir, &Device::Cpu)?;
+        let bert = Bert::from_folder(dir, device)?;
         let cfg = bert.config().clone();
         info!(
             "{}: bert encoder with {} layers",
@@ -180,7 +194,7 @@ fn load_folder(
             network: Network::Encoder(bert),
         });
     }
-    let (decoder, weights) = Decoder::from_hf_folder(dir, with_lm_head)?;
+    let (decoder, weights) = Decoder::from_hf_folder_on(dir, with_lm_head, device)?;
     let config = decoder.config().clone();
     info!(
         "{}: {} with {} blocks",

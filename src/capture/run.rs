@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{plan_batches, pool, Batch, Padding, Pooled, Pooling};
 use super::decoder::{Hidden, Tap};
-use super::model::load_model;
+use super::device::ComputeDevice;
+use super::model::load_model_on;
 use super::rundir::{
     self, F32Tensor, I64Tensor, Manifest, MappedSafetensors, StimuliInfo, StreamingWriter,
 };
@@ -45,6 +46,8 @@ pub struct CaptureOptions {
     pub overwrite: bool,
     /// Draw a progress bar on stderr (only shown when stderr is a terminal).
     pub progress: bool,
+    /// Device that the model runs on.
+    pub device: ComputeDevice,
 }
 
 /// Summary of a finished capture.
@@ -86,7 +89,9 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
 
     // The model loads before any output is touched, so a bad model file
     // leaves nothing behind.
-    let model = load_model(&opts.model, opts.weight_mode, opts.offline, false)?;
+    let device = opts.device.open()?;
+    info!("running on {}", opts.device);
+    let model = load_model_on(&opts.model, opts.weight_mode, opts.offline, false, &device)?;
     let tokenizer = &model.tokenizer;
     let model_sha256 = model
         .source

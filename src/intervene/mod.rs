@@ -19,20 +19,26 @@
 mod io;
 mod variant;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use log::info;
 use ndarray::Array2;
-use serde::Serialize;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 pub use io::{read_parquet, write_parquet};
 pub use variant::{Variant, VariantError, VariantSet};
 
 use crate::capture::batch::{plan_batches, Batch, Padding};
 use crate::capture::decoder::{Decoder, Prepared};
-use crate::capture::model::{load_model, Network};
+use crate::capture::device::ComputeDevice;
+use crate::capture::model::{load_model_on, Network};
 use crate::capture::run::progress_bar;
+use crate::capture::rundir::write_atomic;
 use crate::capture::source::ModelSpec;
 use crate::capture::weights::WeightMode;
 use crate::capture::CaptureError;
@@ -61,6 +67,8 @@ pub enum InterventionError {
     Threshold(f64),
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
+    #[error("journal {path} {message}")]
+    Journal { path: PathBuf, message: String },
 }
 
 impl From<candle_core::Error> for InterventionError {
@@ -89,6 +97,18 @@ pub struct InterventionOptions {
     pub max_batch_tokens: usize,
     pub max_tokens: usize,
     pub progress: bool,
+    /// Device that the model runs on.
+    pub device: ComputeDevice,
+    /// JSON-lines file that records each finished variant, so that a killed
+    /// run resumes where it stopped. None measures everything afresh.
+    pub journal: Option<PathBuf>,
+}
+
+/// Returns the journal path of an output file: `<out>.partial.jsonl`.
+pub fn journal_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial.jsonl");
+    out.with_file_name(name)
 }
 
 /// One output row: a variant and one of its measures.
@@ -129,7 +149,7 @@ pub struct InterventionReport {
 }
 
 /// The four measures of one variant.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Measures {
     pub kl: f64,
     pub top1_agreement: f64,
@@ -139,18 +159,32 @@ pub struct Measures {
 
 /// The cached plain forward of one batch.
 struct BatchCache {
-    batch: Batch,
     prepared: Prepared,
     /// `resid_post[k]`: residual stream before block k (k = 0 is the embedding).
     resid: Vec<Tensor>,
-    /// Log-probs of valid positions, `tokens vocab`, row-major.
-    log_probs: Vec<f32>,
+    /// Flat `batch * pos` index of every valid position, in row order.
+    valid: Tensor,
+    /// Next-token probabilities of valid positions, `tokens vocab`, row-major.
+    probs: Vec<f32>,
+    /// Per valid position: `sum p log p` of the plain forward, computed by
+    /// [`cross_term`] so that an unchanged variant cancels it exactly.
+    self_terms: Vec<f64>,
     /// Arg-max token of each valid position.
     top1: Vec<u32>,
     /// Next token of each valid position (None at a stimulus's last token).
     targets: Vec<Option<u32>>,
     /// Final-norm vectors of valid positions, `tokens d_model`.
     final_rows: Vec<f32>,
+}
+
+/// Next-token statistics of one position of a variant, against the plain
+/// forward.
+#[derive(Clone, Copy)]
+struct PositionStats {
+    kl: f64,
+    agrees: bool,
+    /// -log q(next token), when the position has a next token.
+    nll: Option<f64>,
 }
 
 /// A loaded model with its stimuli and the cached plain forward.
@@ -163,17 +197,32 @@ pub struct Experiment {
     vocab: usize,
     d_model: usize,
     original_nll: f64,
+    fingerprint: Fingerprint,
 }
 
 impl Experiment {
     /// Loads the model with its LM head and caches the plain forward.
     pub fn new(opts: &InterventionOptions) -> Result<Self, InterventionError> {
         let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
-        let loaded = load_model(&opts.model, opts.weight_mode, opts.offline, true)?;
+        let device = opts.device.open()?;
+        let loaded = load_model_on(&opts.model, opts.weight_mode, opts.offline, true, &device)?;
         let model = opts
             .model_name
             .clone()
             .unwrap_or_else(|| loaded.default_name.clone());
+        let fingerprint = Fingerprint {
+            model_sha256: loaded
+                .source
+                .files
+                .iter()
+                .map(|f| f.sha256.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            stimuli_set_sha256: stimuli.set_sha256(),
+            weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
+            max_tokens: opts.max_tokens,
+            max_batch_tokens: opts.max_batch_tokens,
+        };
         let tokenizer = loaded.tokenizer;
         let decoder = match loaded.network {
             Network::Decoder(d) => d,
@@ -205,19 +254,19 @@ impl Experiment {
             n_stimuli: stimuli.len(),
             n_tokens: lengths.iter().sum(),
             original_nll: 0.0,
+            fingerprint,
         };
+        let mut nll_sum = 0.0;
+        let mut nll_count = 0usize;
         for rows in plan_batches(&lengths, opts.max_batch_tokens, 64) {
             let seqs: Vec<(usize, &[u32])> =
                 rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
             let batch = Batch::new(&seqs, pad, Padding::Right, |_| false);
-            let cache = experiment.cache_batch(batch)?;
+            let (cache, sum, count) = experiment.cache_batch(batch)?;
+            nll_sum += sum;
+            nll_count += count;
             experiment.caches.push(cache);
         }
-        let (nll_sum, nll_count) = experiment
-            .caches
-            .iter()
-            .map(|c| nll(&c.log_probs, &c.targets, experiment.vocab))
-            .fold((0.0, 0usize), |acc, x| (acc.0 + x.0, acc.1 + x.1));
         experiment.original_nll = nll_sum / nll_count.max(1) as f64;
         info!(
             "{}: {} stimuli, {} tokens, original mean NLL {:.4}",
@@ -230,7 +279,9 @@ impl Experiment {
         self.decoder.n_layers()
     }
 
-    fn cache_batch(&self, batch: Batch) -> Result<BatchCache, InterventionError> {
+    /// Runs the plain forward of one batch and caches what every variant is
+    /// compared with. Also returns the sum and count of the plain NLL terms.
+    fn cache_batch(&self, batch: Batch) -> Result<(BatchCache, f64, usize), InterventionError> {
         let prepared = self.decoder.prepare(&batch)?;
         let n = self.decoder.n_layers();
         let mut resid = vec![prepared.embeddings.clone()];
@@ -239,12 +290,13 @@ impl Experiment {
             resid.push(next);
         }
         let final_norm = self.decoder.forward_from(&prepared, &resid[n], &[])?;
-        let (log_probs, top1) = self.log_probs(&final_norm, &batch)?;
+        let mut flat = Vec::with_capacity(batch.n_tokens());
         let mut targets = Vec::with_capacity(batch.n_tokens());
         for r in 0..batch.size() {
             let range = batch.valid_range(r);
             let ids = &batch.ids[r * batch.len()..(r + 1) * batch.len()];
             for s in range.clone() {
+                flat.push((r * batch.len() + s) as u32);
                 targets.push(if s + 1 < range.end {
                     Some(ids[s + 1])
                 } else {
@@ -252,33 +304,64 @@ impl Experiment {
                 });
             }
         }
-        let final_rows = valid_rows(&final_norm, &batch)?;
-        Ok(BatchCache {
-            batch,
+        let n_valid = flat.len();
+        let valid = Tensor::from_vec(flat, n_valid, final_norm.device())?;
+        let (final_rows, logits) = self.head(&final_norm, &valid)?;
+        let vocab = self.vocab;
+        let stats: Vec<(Vec<f32>, f64, u32, Option<f64>)> = logits
+            .par_chunks_exact(vocab)
+            .zip(targets.par_iter())
+            .map(|(x, target)| {
+                let (lse, best) = log_sum_exp(x);
+                let p: Vec<f32> = x
+                    .iter()
+                    .map(|&v| (f64::from(v) - lse).exp() as f32)
+                    .collect();
+                let self_term = cross_term(x, lse, &p);
+                let nll = target.map(|t| lse - f64::from(x[t as usize]));
+                (p, self_term, best as u32, nll)
+            })
+            .collect();
+        let mut probs = Vec::with_capacity(n_valid * vocab);
+        let mut self_terms = Vec::with_capacity(n_valid);
+        let mut top1 = Vec::with_capacity(n_valid);
+        let (mut nll_sum, mut nll_count) = (0.0, 0usize);
+        for (p, self_term, best, nll) in stats {
+            probs.extend_from_slice(&p);
+            self_terms.push(self_term);
+            top1.push(best);
+            if let Some(v) = nll {
+                nll_sum += v;
+                nll_count += 1;
+            }
+        }
+        let cache = BatchCache {
             prepared,
             resid,
-            log_probs,
+            valid,
+            probs,
+            self_terms,
             top1,
             targets,
             final_rows,
-        })
+        };
+        Ok((cache, nll_sum, nll_count))
     }
 
-    /// Log-softmax of the next-token logits at valid positions, and the
-    /// arg-max token of each.
-    fn log_probs(
+    /// Final-norm vectors and next-token logits of the valid positions only,
+    /// both row-major: padding never reaches the LM head.
+    fn head(
         &self,
         final_norm: &Tensor,
-        batch: &Batch,
-    ) -> Result<(Vec<f32>, Vec<u32>), InterventionError> {
-        let logits = self.decoder.logits(final_norm)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let rows = valid_rows(&log_probs, batch)?;
-        let top1 = rows
-            .chunks_exact(self.vocab)
-            .map(|row| argmax(row) as u32)
-            .collect();
-        Ok((rows, top1))
+        valid: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<f32>), InterventionError> {
+        let (b, pos, d) = final_norm.dims3()?;
+        let rows = final_norm.reshape((b * pos, d))?.index_select(valid, 0)?;
+        let logits = self.decoder.logits(&rows)?;
+        Ok((
+            rows.flatten_all()?.to_vec1()?,
+            logits.flatten_all()?.to_vec1()?,
+        ))
     }
 
     /// Runs one variant over every batch and measures it against the plain
@@ -297,28 +380,41 @@ impl Experiment {
             (0f64, 0usize, 0f64, 0usize, 0usize);
         let mut original_rows = Vec::with_capacity(self.n_tokens * self.d_model);
         let mut variant_rows = Vec::with_capacity(self.n_tokens * self.d_model);
+        let vocab = self.vocab;
         for cache in &self.caches {
             let final_norm = self.decoder.forward_from(
                 &cache.prepared,
                 &cache.resid[prefix],
                 &order[prefix..],
             )?;
-            let (log_probs, top1) = self.log_probs(&final_norm, &cache.batch)?;
-            for (p, (orig, var)) in cache
-                .log_probs
-                .chunks_exact(self.vocab)
-                .zip(log_probs.chunks_exact(self.vocab))
-                .enumerate()
-            {
-                kl_sum += kl(orig, var);
-                agree += usize::from(cache.top1[p] == top1[p]);
+            let (rows, logits) = self.head(&final_norm, &cache.valid)?;
+            let stats: Vec<PositionStats> = logits
+                .par_chunks_exact(vocab)
+                .zip(cache.probs.par_chunks_exact(vocab))
+                .zip(cache.self_terms.par_iter())
+                .zip(cache.top1.par_iter())
+                .zip(cache.targets.par_iter())
+                .map(|((((x, p), &self_term), &top1), target)| {
+                    let (lse, best) = log_sum_exp(x);
+                    PositionStats {
+                        kl: self_term - cross_term(x, lse, p),
+                        agrees: best as u32 == top1,
+                        nll: target.map(|t| lse - f64::from(x[t as usize])),
+                    }
+                })
+                .collect();
+            // Summed in position order, so that a rerun gives the same bits.
+            for s in stats {
+                kl_sum += s.kl;
+                agree += usize::from(s.agrees);
                 count += 1;
+                if let Some(v) = s.nll {
+                    nll_sum += v;
+                    nll_count += 1;
+                }
             }
-            let (s, c) = nll(&log_probs, &cache.targets, self.vocab);
-            nll_sum += s;
-            nll_count += c;
             original_rows.extend_from_slice(&cache.final_rows);
-            variant_rows.extend(valid_rows(&final_norm, &cache.batch)?);
+            variant_rows.extend(rows);
         }
         let to_matrix = |rows: Vec<f32>| {
             Array2::from_shape_vec(
@@ -368,6 +464,138 @@ impl Experiment {
     }
 }
 
+/// Everything that must match for a journal's measures to be reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fingerprint {
+    model_sha256: String,
+    stimuli_set_sha256: String,
+    weight_mode: String,
+    max_tokens: usize,
+    max_batch_tokens: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalEntry {
+    variant: String,
+    measures: Measures,
+}
+
+/// Measures of finished variants, one JSON line each after a header line
+/// with the run's [`Fingerprint`].
+struct Journal {
+    path: PathBuf,
+    file: File,
+    done: HashMap<String, Measures>,
+}
+
+impl Journal {
+    /// Opens the journal at `path`, keeping the entries of an earlier run
+    /// with the same fingerprint. A torn last line (the run was killed while
+    /// writing it) is dropped.
+    fn open(path: &Path, fingerprint: &Fingerprint) -> Result<Self, InterventionError> {
+        let fail = |message: String| InterventionError::Journal {
+            path: path.to_path_buf(),
+            message,
+        };
+        let header = serde_json::to_string(fingerprint).expect("fingerprint serialises");
+        let mut done = HashMap::new();
+        let mut kept = vec![header.clone()];
+        if path.exists() {
+            let reader = BufReader::new(File::open(path).map_err(|e| fail(e.to_string()))?);
+            let mut lines = reader.lines();
+            let first = lines
+                .next()
+                .transpose()
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or_default();
+            let theirs: Option<Fingerprint> = serde_json::from_str(&first).ok();
+            if theirs.as_ref() != Some(fingerprint) {
+                return Err(fail(
+                    "was written by a run with another model, stimulus set, --weights, \
+                     --max-tokens or --batch-tokens; rerun with those settings to resume it, \
+                     or delete it to start afresh"
+                        .into(),
+                ));
+            }
+            for line in lines {
+                let line = line.map_err(|e| fail(e.to_string()))?;
+                match serde_json::from_str::<JournalEntry>(&line) {
+                    Ok(entry) => {
+                        done.insert(entry.variant, entry.measures);
+                        kept.push(line);
+                    }
+                    Err(_) => break,
+                }
+            }
+            info!(
+                "resuming: {} variants already measured in {}",
+                done.len(),
+                path.display()
+            );
+        }
+        let mut text = kept.join("\n");
+        text.push('\n');
+        write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            done,
+        })
+    }
+
+    fn record(&mut self, key: String, measures: Measures) -> Result<(), InterventionError> {
+        let mut line = serde_json::to_string(&JournalEntry {
+            variant: key.clone(),
+            measures,
+        })
+        .expect("entry serialises");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| InterventionError::Journal {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        self.done.insert(key, measures);
+        Ok(())
+    }
+}
+
+/// Deletes the journal of `out` once its parquet is written.
+pub fn remove_journal(out: &Path) -> Result<(), InterventionError> {
+    let path = journal_path(out);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(InterventionError::Journal {
+            path,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Measures a variant, or takes its measures from the journal.
+fn measure_once(
+    experiment: &Experiment,
+    journal: &mut Option<Journal>,
+    variant: &Variant,
+) -> Result<Measures, InterventionError> {
+    let key = serde_json::to_string(variant).expect("variant serialises");
+    if let Some(m) = journal.as_ref().and_then(|j| j.done.get(&key)) {
+        return Ok(*m);
+    }
+    let m = experiment.measure(variant)?;
+    if let Some(j) = journal.as_mut() {
+        j.record(key, m)?;
+    }
+    Ok(m)
+}
+
 /// Runs every requested variant and summarises the shuffles.
 pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, InterventionError> {
     if opts.variants.is_empty() {
@@ -388,6 +616,10 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
         ));
     }
     let experiment = Experiment::new(opts)?;
+    let mut journal = match &opts.journal {
+        Some(path) => Some(Journal::open(path, &experiment.fingerprint)?),
+        None => None,
+    };
     let n = experiment.n_blocks();
     let mut fixed = Vec::new();
     let mut scan = false;
@@ -406,7 +638,7 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
     let mut shuffles: Vec<(Variant, f64)> = Vec::new();
     let started = std::time::Instant::now();
     for (k, variant) in fixed.iter().enumerate() {
-        let m = experiment.measure(variant)?;
+        let m = measure_once(&experiment, &mut journal, variant)?;
         if matches!(variant, Variant::Shuffle { .. }) {
             shuffles.push((variant.clone(), m.top1_agreement));
         }
@@ -424,7 +656,7 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
     }
     bar.finish_and_clear();
     if scan {
-        scan_shuffles(&experiment, opts, &mut rows, &mut shuffles)?;
+        scan_shuffles(&experiment, &mut journal, opts, &mut rows, &mut shuffles)?;
     }
     Ok(InterventionReport {
         model: experiment.model.clone(),
@@ -501,6 +733,7 @@ pub fn summary_text(report: &InterventionReport) -> String {
 /// width at which no range keeps mean top-1 agreement above the threshold.
 fn scan_shuffles(
     experiment: &Experiment,
+    journal: &mut Option<Journal>,
     opts: &InterventionOptions,
     rows: &mut Vec<InterventionRow>,
     shuffles: &mut Vec<(Variant, f64)>,
@@ -515,7 +748,7 @@ fn scan_shuffles(
             let mut sum = 0.0;
             for seed in 0..opts.seeds.max(1) {
                 let variant = Variant::Shuffle { start, end, seed };
-                let m = experiment.measure(&variant)?;
+                let m = measure_once(experiment, journal, &variant)?;
                 sum += m.top1_agreement;
                 shuffles.push((variant.clone(), m.top1_agreement));
                 rows.extend(experiment.rows_for(&variant, &m));
@@ -566,49 +799,24 @@ pub fn widest_shuffle(shuffles: &[(Variant, f64)], threshold: f64) -> Option<Shu
         })
 }
 
-/// KL(p || q) of two log-probability rows, in nats.
-fn kl(log_p: &[f32], log_q: &[f32]) -> f64 {
-    log_p
-        .iter()
-        .zip(log_q)
-        .map(|(&lp, &lq)| {
-            let lp = f64::from(lp);
-            lp.exp() * (lp - f64::from(lq))
-        })
-        .sum()
-}
-
-/// Sum and count of -log p(next token) over positions that have one.
-fn nll(log_probs: &[f32], targets: &[Option<u32>], vocab: usize) -> (f64, usize) {
-    let mut sum = 0.0;
-    let mut count = 0;
-    for (row, target) in log_probs.chunks_exact(vocab).zip(targets) {
-        if let Some(t) = target {
-            sum -= f64::from(row[*t as usize]);
-            count += 1;
-        }
-    }
-    (sum, count)
-}
-
-fn argmax(row: &[f32]) -> usize {
+/// Log-sum-exp of a logit row (f64 accumulation) and its arg-max.
+fn log_sum_exp(x: &[f32]) -> (f64, usize) {
     let mut best = 0;
-    for (k, &x) in row.iter().enumerate() {
-        if x > row[best] {
+    for (k, &v) in x.iter().enumerate() {
+        if v > x[best] {
             best = k;
         }
     }
-    best
+    let max = f64::from(x[best]);
+    let sum: f64 = x.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+    (max + sum.ln(), best)
 }
 
-/// Valid positions of a `batch pos width` tensor, row-major.
-fn valid_rows(t: &Tensor, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-    let (_, pos, width) = t.dims3()?;
-    let all: Vec<f32> = t.flatten_all()?.to_vec1()?;
-    let mut out = Vec::with_capacity(batch.n_tokens() * width);
-    for r in 0..batch.size() {
-        let range = batch.valid_range(r);
-        out.extend_from_slice(&all[(r * pos + range.start) * width..(r * pos + range.end) * width]);
-    }
-    Ok(out)
+/// `sum_k p_k log q_k` for the logit row `x` with log-sum-exp `lse`.
+/// KL(p || q) is the plain forward's own term minus this one.
+fn cross_term(x: &[f32], lse: f64, p: &[f32]) -> f64 {
+    x.iter()
+        .zip(p)
+        .map(|(&v, &pk)| f64::from(pk) * (f64::from(v) - lse))
+        .sum()
 }

@@ -1,0 +1,111 @@
+//! The device a model runs on: the CPU, or a CUDA GPU in a build with the
+//! `cuda` feature (`cargo build --release --features cuda`, which needs the
+//! CUDA toolkit).
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use super::CaptureError;
+
+/// The device that capture and interventions run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComputeDevice {
+    #[default]
+    Cpu,
+    /// The CUDA GPU of this ordinal.
+    Cuda(usize),
+}
+
+impl ComputeDevice {
+    /// Opens the device. A CUDA device in a build without the `cuda`
+    /// feature is an error that names the build command.
+    pub fn open(self) -> Result<Device, CaptureError> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(ordinal) => {
+                if !cfg!(feature = "cuda") {
+                    return Err(CaptureError::Device(format!(
+                        "device cuda:{ordinal} needs a build with CUDA support: \
+                         cargo build --release --features cuda (requires the CUDA toolkit), \
+                         or use --device cpu"
+                    )));
+                }
+                Device::new_cuda(ordinal).map_err(|e| {
+                    CaptureError::Device(format!(
+                        "cannot open CUDA device {ordinal}: {e}; check nvidia-smi, or use --device cpu"
+                    ))
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+impl FromStr for ComputeDevice {
+    type Err = CaptureError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || {
+            CaptureError::Device(format!(
+                "invalid device {s:?}; use cpu, cuda or cuda:N (N the GPU ordinal, from 0)"
+            ))
+        };
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(invalid),
+        }
+    }
+}
+
+/// Parses a device for clap arguments.
+pub fn parse_device(s: &str) -> Result<ComputeDevice, String> {
+    s.parse().map_err(|e: CaptureError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_and_print() {
+        for (text, device) in [
+            ("cpu", ComputeDevice::Cpu),
+            ("cuda", ComputeDevice::Cuda(0)),
+            ("cuda:3", ComputeDevice::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<ComputeDevice>().unwrap(), device);
+        }
+        assert_eq!(ComputeDevice::Cuda(2).to_string(), "cuda:2");
+        let err = "gpu".parse::<ComputeDevice>().unwrap_err().to_string();
+        assert!(err.contains("\"gpu\""), "{err}");
+        assert!(err.contains("cuda:N"), "{err}");
+    }
+
+    #[test]
+    fn cpu_opens() {
+        assert!(ComputeDevice::Cpu.open().unwrap().is_cpu());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_feature_names_the_build() {
+        let err = ComputeDevice::Cuda(0).open().unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+        assert!(err.contains("--device cpu"), "{err}");
+    }
+}

@@ -26,7 +26,7 @@ mod swap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use log::info;
+use log::{info, warn};
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordi32;
@@ -201,9 +201,22 @@ fn model_figures(
         {
             written.extend(side_by_side(cka, rows, &stem("cka_vs_swap"))?);
         }
+        Some(cka) if has("swap", "top1_agreement") => {
+            let mut selves: Vec<&str> = cka
+                .iter()
+                .filter(|r| r.model_a == r.model_b && r.metric == "linear_cka")
+                .map(|r| r.model_a.as_str())
+                .collect();
+            selves.sort_unstable();
+            selves.dedup();
+            warn!(
+                "{model}: no CKA-vs-swap figure, because the CKA rows have no linear_cka \
+                 self-comparison of {model:?} (they have one of {selves:?}); give the \
+                 intervention the same model name with --name"
+            );
+        }
         Some(_) => info!(
-            "{model}: no CKA-vs-swap figure, because it needs top-1 rows of swaps of two \
-             blocks and a linear_cka self-comparison of {model} in the CKA rows"
+            "{model}: no CKA-vs-swap figure, because it needs top-1 rows of swaps of two blocks"
         ),
         None => {}
     }

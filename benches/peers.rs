@@ -27,7 +27,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use repatlas::metrics::{compare_grid, gram_stage, GridOptions, MetricSpec, Representation};
+use repatlas::metrics::{
+    compare_grid, gram_stage, GridOptions, LinearKernelForm, MetricSpec, Representation,
+};
 use repatlas::npy::read_npy_values;
 
 const MEASURES: [&str; 3] = [
@@ -295,18 +297,32 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Child mode: one linear-CKA grid, printed as `seconds input_mib peak_mib`.
-fn one_run(n: usize, layers_a: usize, layers_b: usize) {
+/// Child mode: one linear-CKA grid, printed as `form seconds input_mib
+/// peak_mib`. `form` forces the linear-kernel form (gram, streamed or
+/// features); without it the grid picks.
+fn one_run(n: usize, layers_a: usize, layers_b: usize, form: Option<&str>) {
     let (a, b) = common::model_pair(n, layers_a, layers_b);
     let input: usize = a.iter().chain(&b).map(|r| r.data.len() * 8).sum();
     let spec: MetricSpec = "linear_cka".parse().expect("valid measure");
+    let linear_kernel = match form {
+        None | Some("auto") => LinearKernelForm::Auto,
+        Some("gram") => LinearKernelForm::Gram,
+        Some("streamed") => LinearKernelForm::Streamed,
+        Some("features") => LinearKernelForm::Features,
+        Some(other) => panic!("unknown form {other:?}; use auto, gram, streamed or features"),
+    };
+    let opts = GridOptions {
+        linear_kernel,
+        ..GridOptions::default()
+    };
+    let widths = |side: &[Representation]| side.iter().map(|r| r.data.ncols()).collect::<Vec<_>>();
+    let chosen = opts.linear_kernel_form(n, &widths(&a), &widths(&b));
     let start = Instant::now();
-    let cells = compare_grid(&a, &b, std::slice::from_ref(&spec), &GridOptions::default())
-        .expect("grid runs");
+    let cells = compare_grid(&a, &b, std::slice::from_ref(&spec), &opts).expect("grid runs");
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(cells.len(), layers_a * layers_b);
     println!(
-        "{seconds} {} {}",
+        "{chosen:?} {seconds} {} {}",
         input as f64 / (1 << 20) as f64,
         peak_rss_mib()
     );
@@ -317,31 +333,45 @@ fn scaling_table(md: &mut String) {
     writeln!(
         md,
         "\n### Scaling of the linear-CKA grid (one run each, separate processes)\n\n\
-         | n | layers | grid (s) | input (MiB) | peak RSS (MiB) |\n|---:|---:|---:|---:|---:|"
+         | n | layers | form | grid (s) | input (MiB) | peak RSS (MiB) |\n\
+         |---:|---:|---|---:|---:|---:|"
     )
     .unwrap();
     let exe = std::env::current_exe().expect("own path");
+    // The automatic choice, then whole Grams against streamed ones where
+    // both are affordable.
     let cases = [
-        (1024, 31, 25),
-        (4096, 31, 25),
-        (16384, 31, 25),
-        (4096, 8, 8),
-        (4096, 16, 16),
+        (1024, 31, 25, "auto"),
+        (1024, 31, 25, "streamed"),
+        (2048, 31, 25, "auto"),
+        (2048, 31, 25, "gram"),
+        (4096, 31, 25, "auto"),
+        (16384, 31, 25, "auto"),
+        (4096, 8, 8, "auto"),
+        (4096, 16, 16, "auto"),
+        (4096, 16, 16, "gram"),
     ];
-    for (n, la, lb) in cases {
+    for (n, la, lb, form) in cases {
         let output = Command::new(&exe)
-            .args(["--one", &n.to_string(), &la.to_string(), &lb.to_string()])
+            .args([
+                "--one",
+                &n.to_string(),
+                &la.to_string(),
+                &lb.to_string(),
+                form,
+            ])
             .output()
             .expect("child runs");
         let text = String::from_utf8_lossy(&output.stdout);
-        let fields: Vec<f64> = text
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
+        let mut words = text.split_whitespace();
+        let chosen = words.next().unwrap_or("?").to_lowercase();
+        let fields: Vec<f64> = words.filter_map(|f| f.parse().ok()).collect();
         let line = match fields.as_slice() {
-            [s, input, peak] => format!("| {n} | {la} x {lb} | {s:.2} | {input:.0} | {peak:.0} |"),
+            [s, input, peak] => {
+                format!("| {n} | {la} x {lb} | {chosen} | {s:.2} | {input:.0} | {peak:.0} |")
+            }
             _ => format!(
-                "| {n} | {la} x {lb} | failed: {} | | |",
+                "| {n} | {la} x {lb} | {form} | failed: {} | | |",
                 String::from_utf8_lossy(&output.stderr).trim()
             ),
         };
@@ -354,7 +384,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(k) = args.iter().position(|a| a == "--one") {
         let num = |i: usize| args[k + i].parse::<usize>().expect("a count");
-        one_run(num(1), num(2), num(3));
+        one_run(num(1), num(2), num(3), args.get(k + 4).map(String::as_str));
         return;
     }
     let ns: Vec<usize> = std::env::var("REPATLAS_BENCH_NS")

@@ -156,6 +156,13 @@ fn streamed_grams_equal_whole_grams() {
             assert!((s.value - g.value).abs() <= 1e-12, "{s:?} vs {g:?}");
             assert_eq!(s.p_value, g.p_value, "{s:?} vs {g:?}");
         }
+        // A layer's own product comes from the same tiles as its cross
+        // with itself, so self-similarity is exact.
+        for s in &streamed {
+            if std::ptr::eq(left, right) && s.layer_a == s.layer_b && s.metric == "linear_cka" {
+                assert_eq!(s.value, 1.0, "{s:?}");
+            }
+        }
     }
 }
 
@@ -308,4 +315,30 @@ fn reduced_precision_inputs_widen_exactly() {
             rep.name
         );
     }
+}
+
+#[test]
+fn planned_linear_kernel_form_follows_size_and_options() {
+    let (a, b) = (vec![576; 31], vec![896; 25]);
+    let opts = GridOptions::default();
+    assert_eq!(
+        opts.linear_kernel_form(1024, &a, &b),
+        LinearKernelForm::Gram
+    );
+    assert_eq!(
+        opts.linear_kernel_form(4096, &a, &b),
+        LinearKernelForm::Streamed
+    );
+    assert_eq!(
+        opts.linear_kernel_form(100_000, &[64], &[64]),
+        LinearKernelForm::Features
+    );
+    let forced = GridOptions {
+        linear_kernel: LinearKernelForm::Features,
+        ..GridOptions::default()
+    };
+    assert_eq!(
+        forced.linear_kernel_form(1024, &a, &b),
+        LinearKernelForm::Features
+    );
 }

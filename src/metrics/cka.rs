@@ -18,6 +18,8 @@
 //! whichever the caller's [`KernelForm`] picks. A pair then costs one
 //! Frobenius product: `O(n²)` for Grams, `O(n·d_x·d_y)` for features.
 
+use std::sync::OnceLock;
+
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::linalg::{
@@ -52,8 +54,9 @@ pub(crate) struct CentredKernel {
     diag: Array1<f64>,
     /// Row sums of `K_c` (0 up to rounding, kept for the exact formula).
     row_sums: Array1<f64>,
-    /// `⟨K_c, K_c⟩_F`.
-    self_dot: f64,
+    /// `⟨K_c, K_c⟩_F`. A streamed grid fills it from its tiles; otherwise
+    /// the first reader computes it.
+    self_dot: OnceLock<f64>,
 }
 
 impl CentredKernel {
@@ -62,7 +65,13 @@ impl CentredKernel {
         let xc = centre_columns(x);
         match form {
             KernelForm::Gram => Self::from_centred_gram(gram(xc.view())),
-            KernelForm::Features | KernelForm::Streamed => Self::from_centred_features(xc),
+            KernelForm::Features => {
+                let kernel = Self::from_centred_features(xc);
+                kernel.self_dot();
+                kernel
+            }
+            // The grid's tiles give `⟨K_c, K_c⟩_F` at no extra cost.
+            KernelForm::Streamed => Self::from_centred_features(xc),
         }
     }
 
@@ -94,8 +103,20 @@ impl CentredKernel {
 
     fn from_centred_gram(k: Array2<f64>) -> Self {
         let diag = k.diag().to_owned();
-        let row_sums = k.sum_axis(Axis(1));
-        let self_dot = frobenius_dot(k.view(), k.view());
+        // Row sums and `⟨K_c, K_c⟩_F` in one pass over the matrix.
+        let (row_sums, self_dot) = match k.as_slice() {
+            Some(flat) if k.ncols() > 0 => {
+                let mut sums = Vec::with_capacity(k.nrows());
+                let mut squares = 0.0;
+                for row in flat.chunks_exact(k.ncols()) {
+                    sums.push(row.iter().sum::<f64>());
+                    squares += dot_slices(row, row);
+                }
+                (Array1::from(sums), squares)
+            }
+            _ => (k.sum_axis(Axis(1)), frobenius_dot(k.view(), k.view())),
+        };
+        let self_dot = OnceLock::from(self_dot);
         CentredKernel {
             storage: Storage::Gram(k),
             diag,
@@ -108,19 +129,30 @@ impl CentredKernel {
         let diag: Array1<f64> = xc.rows().into_iter().map(|r| r.dot(&r)).collect();
         let col_sums = xc.sum_axis(Axis(0));
         let row_sums = xc.dot(&col_sums);
-        let cov = xc.t().dot(&xc);
-        let self_dot = frobenius_dot(cov.view(), cov.view());
         CentredKernel {
             storage: Storage::Features(xc),
             diag,
             row_sums,
-            self_dot,
+            self_dot: OnceLock::new(),
         }
     }
 
-    /// Returns `⟨K_c, K_c⟩_F`.
+    /// Returns `⟨K_c, K_c⟩_F`; in feature form `‖X_cᵀ X_c‖²_F`, which costs
+    /// `n·d²` the first time.
     pub(crate) fn self_dot(&self) -> f64 {
-        self.self_dot
+        *self.self_dot.get_or_init(|| match &self.storage {
+            Storage::Gram(k) => frobenius_dot(k.view(), k.view()),
+            Storage::Features(xc) => {
+                let cov = xc.t().dot(xc);
+                frobenius_dot(cov.view(), cov.view())
+            }
+        })
+    }
+
+    /// Records `⟨K_c, K_c⟩_F` computed elsewhere (a streamed grid's tiles),
+    /// unless it is known already.
+    fn set_self_dot(&self, value: f64) {
+        let _ = self.self_dot.set(value);
     }
 
     /// Number of stimuli.
@@ -151,7 +183,7 @@ impl CentredKernel {
 
     /// Biased-HSIC CKA from a precomputed `⟨K_c, L_c⟩_F`.
     pub(crate) fn cka_from_cross(&self, other: &CentredKernel, cross: f64) -> f64 {
-        cross / (self.self_dot * other.self_dot).sqrt()
+        cross / (self.self_dot() * other.self_dot()).sqrt()
     }
 
     /// Unbiased HSIC U-statistic (Song et al. 2012, eq. 5) of two layers.
@@ -162,7 +194,7 @@ impl CentredKernel {
 
     /// Unbiased HSIC of the layer with itself.
     pub(crate) fn self_hsic_unbiased(&self) -> f64 {
-        self.hsic_unbiased_from_cross(self, self.self_dot)
+        self.hsic_unbiased_from_cross(self, self.self_dot())
     }
 
     /// Unbiased HSIC from a precomputed `⟨K_c, L_c⟩_F`.
@@ -193,7 +225,7 @@ impl CentredKernel {
             storage,
             diag: p.iter().map(|&i| self.diag[i]).collect(),
             row_sums: p.iter().map(|&i| self.row_sums[i]).collect(),
-            self_dot: self.self_dot,
+            self_dot: self.self_dot.clone(),
         }
     }
 
@@ -233,12 +265,12 @@ pub(crate) fn gram_crosses(a: &[&CentredKernel], b: &[&CentredKernel]) -> Option
 }
 
 /// Returns `⟨K_i, L_j⟩_F` for every pair of feature-form kernels (`a` by
-/// `b`) from tiles of their Grams, or None if any kernel is in Gram form.
-/// `same` says that `b` is `a`. See [`streamed_gram_dots`].
+/// `b`; `b` None means `a` again) from tiles of their Grams, and records
+/// each kernel's `⟨K_c, K_c⟩_F` from the same tiles. None if any kernel is
+/// in Gram form. See [`streamed_gram_dots`].
 pub(crate) fn streamed_crosses(
     a: &[&CentredKernel],
-    b: &[&CentredKernel],
-    same: bool,
+    b: Option<&[&CentredKernel]>,
 ) -> Option<Array2<f64>> {
     fn features<'k>(kernels: &[&'k CentredKernel]) -> Option<Vec<ArrayView2<'k, f64>>> {
         kernels
@@ -249,7 +281,18 @@ pub(crate) fn streamed_crosses(
             })
             .collect()
     }
-    streamed_gram_dots(&features(a)?, &features(b)?, same)
+    let features_b = match b {
+        Some(b) => Some(features(b)?),
+        None => None,
+    };
+    let dots = streamed_gram_dots(&features(a)?, features_b.as_deref())?;
+    for (k, &v) in a.iter().zip(&dots.self_a) {
+        k.set_self_dot(v);
+    }
+    for (k, &v) in b.unwrap_or(a).iter().zip(&dots.self_b) {
+        k.set_self_dot(v);
+    }
+    Some(dots.cross)
 }
 
 fn dot_vec(a: &Array1<f64>, b: &Array1<f64>) -> f64 {

@@ -35,8 +35,8 @@ pub struct GridOptions {
     /// Coverage of the bootstrap interval, in (0, 1).
     pub confidence: f64,
     /// Bytes that the centred Gram matrices of all layers may take. Above
-    /// it, linear kernels use the feature form (n x d per layer) when
-    /// `linear_kernel` is `Auto`.
+    /// it, linear kernels stream their Grams in tiles or keep the features
+    /// (n x d per layer) when `linear_kernel` is `Auto`.
     pub gram_memory_limit: usize,
     /// Storage form of the layers of linear-kernel measures.
     pub linear_kernel: LinearKernelForm,
@@ -53,6 +53,29 @@ impl Default for GridOptions {
             gram_memory_limit: DEFAULT_GRAM_MEMORY_LIMIT,
             linear_kernel: LinearKernelForm::Auto,
         }
+    }
+}
+
+impl GridOptions {
+    /// Returns the form that a grid with these options gives its linear
+    /// kernels, for `n` stimuli and layers of widths `dims_a` and `dims_b`
+    /// (never `Auto`).
+    pub fn linear_kernel_form(
+        &self,
+        n: usize,
+        dims_a: &[usize],
+        dims_b: &[usize],
+    ) -> LinearKernelForm {
+        let evaluations = 1 + self.n_permutations + self.n_bootstrap;
+        let plan = Plan::for_pairs(
+            n,
+            dims_a,
+            dims_b,
+            evaluations,
+            self.gram_memory_limit,
+            self.linear_kernel,
+        );
+        plan.kernel_form.into()
     }
 }
 
@@ -140,13 +163,17 @@ pub fn compare_grid(
         } else {
             Some(side_b.prepare(first, &plan)?)
         };
+        let prep_b = prep_b.as_deref().unwrap_or(&prep_a);
+        // One blocked pass serves every measure of the group.
+        let crosses = pair_dots(&prep_a, prep_b, &plan);
         let grid = Grid {
             a: &prep_a,
-            b: prep_b.as_deref().unwrap_or(&prep_a),
+            b: prep_b,
             same,
             n,
             plan,
             opts,
+            crosses,
         };
         for index in members {
             results[index] = grid.cells(&metrics[index])?;
@@ -291,16 +318,17 @@ struct Grid<'g, 'a> {
     n: usize,
     plan: Plan,
     opts: &'g GridOptions,
+    /// Every pair's inner product from [`pair_dots`], where it applies.
+    crosses: Option<Vec<f64>>,
 }
 
 impl Grid<'_, '_> {
     fn cells(&self, spec: &MetricSpec) -> Result<Vec<GridCell>, MetricError> {
         let (na, nb) = (self.a.len(), self.b.len());
-        let crosses = pair_dots(self.a, self.b, &self.plan);
         let observed: Vec<f64> = (0..na * nb)
             .into_par_iter()
             .map(|c| {
-                let cross = crosses.as_ref().map(|x| x[c]);
+                let cross = self.crosses.as_ref().map(|x| x[c]);
                 pair_value(spec, &self.a[c / nb], &self.b[c % nb], cross)
             })
             .collect::<Result<_, _>>()?;

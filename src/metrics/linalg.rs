@@ -135,22 +135,36 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
     if b.is_empty() || a.iter().chain(b).any(|v| v.len() != len) {
         return None;
     }
-    let gather = |vectors: &[&[f64]], start: usize, end: usize| {
-        let mut block = Array2::<f64>::zeros((vectors.len(), end - start));
+    // Each task gathers into buffers it keeps for all its blocks: fresh
+    // ones would cost a page fault per 4 KiB, which here costs as much as
+    // the GEMMs.
+    let width = DOT_BLOCK.min(len);
+    let gather = |block: &mut Array2<f64>, vectors: &[&[f64]], start: usize, end: usize| {
         for (mut row, v) in block.rows_mut().into_iter().zip(vectors) {
-            row.as_slice_mut()
-                .expect("rows of a new array are contiguous")
+            row.slice_mut(ndarray::s![..end - start])
+                .as_slice_mut()
+                .expect("rows of a standard-layout array are contiguous")
                 .copy_from_slice(&v[start..end]);
         }
-        block
     };
     let starts: Vec<usize> = (0..len).step_by(DOT_BLOCK).collect();
     let shares: Vec<Array2<f64>> = starts
         .par_iter()
-        .map(|&start| {
-            let end = (start + DOT_BLOCK).min(len);
-            gather(a, start, end).dot(&gather(b, start, end).t())
-        })
+        .map_init(
+            || {
+                (
+                    Array2::<f64>::zeros((a.len(), width)),
+                    Array2::<f64>::zeros((b.len(), width)),
+                )
+            },
+            |(block_a, block_b), &start| {
+                let end = (start + DOT_BLOCK).min(len);
+                gather(block_a, a, start, end);
+                gather(block_b, b, start, end);
+                let used = ndarray::s![.., ..end - start];
+                block_a.slice(used).dot(&block_b.slice(used).t())
+            },
+        )
         .collect();
     let mut total = Array2::<f64>::zeros((a.len(), b.len()));
     for share in &shares {
@@ -163,25 +177,35 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
 /// 512 x 512 f64 tiles take 112 MiB per task.
 const GRAM_TILE: usize = 512;
 
+/// Pair products of [`streamed_gram_dots`].
+pub(crate) struct StreamedDots {
+    /// `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F`, `a` by `b`.
+    pub cross: Array2<f64>,
+    /// `‖X_i X_iᵀ‖²_F` of each layer of `a`.
+    pub self_a: Vec<f64>,
+    /// `‖Y_j Y_jᵀ‖²_F` of each layer of `b`.
+    pub self_b: Vec<f64>,
+}
+
 /// Returns `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F` for every pair of feature matrices
-/// (`a` by `b`, all with the same rows) without forming a whole Gram, or
-/// None if the row counts differ or either side is empty. `same` says that
-/// `b` is `a`, so each tile is formed once.
+/// (`a` by `b`, all with the same rows; `b` None means `a` again) and each
+/// layer's own product, without forming a whole Gram. None if the row
+/// counts differ or either side is empty.
 ///
 /// The Grams are cut into square tiles. Each task forms tile `(r, c)` of
 /// every layer's Gram (`X[r] X[c]ᵀ`, one GEMM per layer), flattens the
 /// tiles into the rows of one matrix per side, and one GEMM of those gives
-/// the tile's share of every pair. The Grams are symmetric, so only tiles
-/// with `r <= c` are formed and those off the diagonal count twice. Shares
-/// are added in tile order, so the result does not depend on the thread
-/// count.
+/// the tile's share of every pair; each flattened tile's squared norm is
+/// its share of the layer's own product. The Grams are symmetric, so only
+/// tiles with `r <= c` are formed and those off the diagonal count twice.
+/// Shares are added in tile order, so the result does not depend on the
+/// thread count.
 pub(crate) fn streamed_gram_dots(
     a: &[ArrayView2<f64>],
-    b: &[ArrayView2<f64>],
-    same: bool,
-) -> Option<Array2<f64>> {
+    b: Option<&[ArrayView2<f64>]>,
+) -> Option<StreamedDots> {
     let n = a.first()?.nrows();
-    if b.is_empty() || a.iter().chain(b).any(|x| x.nrows() != n) {
+    if b.is_some_and(|b| b.is_empty()) || a.iter().chain(b.unwrap_or(&[])).any(|x| x.nrows() != n) {
         return None;
     }
     let starts: Vec<usize> = (0..n).step_by(GRAM_TILE).collect();
@@ -189,40 +213,78 @@ pub(crate) fn streamed_gram_dots(
         .flat_map(|r| (r..starts.len()).map(move |c| (r, c)))
         .collect();
     let span = |k: usize| starts[k]..(starts[k] + GRAM_TILE).min(n);
-    let gather = |layers: &[ArrayView2<f64>], r: usize, c: usize| {
+    let size = GRAM_TILE.min(n).pow(2);
+    // Fills the first h * w entries of each row of `block` with tile
+    // (r, c) of one layer's Gram and returns how many entries that is.
+    let gather = |block: &mut Array2<f64>, layers: &[ArrayView2<f64>], r: usize, c: usize| {
         let (rows, cols) = (span(r), span(c));
         let (h, w) = (rows.len(), cols.len());
-        let mut block = Array2::<f64>::zeros((layers.len(), h * w));
-        for (row, x) in block.rows_mut().into_iter().zip(layers) {
+        for (mut row, x) in block.rows_mut().into_iter().zip(layers) {
             let mut tile = row
+                .slice_mut(ndarray::s![..h * w])
                 .into_shape_with_order((h, w))
-                .expect("a row of h * w entries reshapes to h x w");
+                .expect("h * w contiguous entries reshape to h x w");
             let top = x.slice(ndarray::s![rows.clone(), ..]);
             let left = x.slice(ndarray::s![cols.clone(), ..]);
             ndarray::linalg::general_mat_mul(1.0, &top, &left.t(), 0.0, &mut tile);
         }
-        block
+        h * w
     };
-    let shares: Vec<Array2<f64>> = tiles
+    let norms = |block: ArrayView2<f64>| -> Vec<f64> {
+        block
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let v = row.as_slice().expect("rows of a tile block are contiguous");
+                dot_slices(v, v)
+            })
+            .collect()
+    };
+    let shares: Vec<(Array2<f64>, Vec<f64>, Vec<f64>)> = tiles
         .par_iter()
-        .map(|&(r, c)| {
-            let block_a = gather(a, r, c);
-            let mut share = if same {
-                block_a.dot(&block_a.t())
-            } else {
-                block_a.dot(&gather(b, r, c).t())
-            };
-            if r != c {
-                share *= 2.0;
-            }
-            share
-        })
+        .map_init(
+            // Buffers kept across a task's tiles, as in `blocked_dots`.
+            || {
+                (
+                    Array2::<f64>::zeros((a.len(), size)),
+                    b.map(|b| Array2::<f64>::zeros((b.len(), size))),
+                )
+            },
+            |(buffer_a, buffer_b), &(r, c)| {
+                let weight = if r == c { 1.0 } else { 2.0 };
+                let used = gather(buffer_a, a, r, c);
+                let block_a = buffer_a.slice(ndarray::s![.., ..used]);
+                let (cross, self_a, self_b) = match b.zip(buffer_b.as_mut()) {
+                    // The diagonal of the product itself, so that a layer's
+                    // cross with itself and its own product are the same bits.
+                    None => {
+                        let cross = block_a.dot(&block_a.t());
+                        let own = cross.diag().to_vec();
+                        (cross, own.clone(), own)
+                    }
+                    Some((b, buffer_b)) => {
+                        gather(buffer_b, b, r, c);
+                        let block_b = buffer_b.slice(ndarray::s![.., ..used]);
+                        (block_a.dot(&block_b.t()), norms(block_a), norms(block_b))
+                    }
+                };
+                let scale = |v: Vec<f64>| v.into_iter().map(|x| weight * x).collect::<Vec<_>>();
+                (cross * weight, scale(self_a), scale(self_b))
+            },
+        )
         .collect();
-    let mut total = Array2::<f64>::zeros((a.len(), b.len()));
-    for share in &shares {
-        total += share;
+    let nb = b.map_or(a.len(), <[_]>::len);
+    let mut out = StreamedDots {
+        cross: Array2::zeros((a.len(), nb)),
+        self_a: vec![0.0; a.len()],
+        self_b: vec![0.0; nb],
+    };
+    for (cross, self_a, self_b) in &shares {
+        out.cross += cross;
+        out.self_a.iter_mut().zip(self_a).for_each(|(t, v)| *t += v);
+        out.self_b.iter_mut().zip(self_b).for_each(|(t, v)| *t += v);
     }
-    Some(total)
+    Some(out)
 }
 
 /// Returns the sum of `a[i] * b[i]`, with four partial sums so the loop

@@ -23,6 +23,10 @@ use super::MetricError;
 /// grid may take before the linear kernels switch to the feature form.
 pub const DEFAULT_GRAM_MEMORY_LIMIT: usize = 4 << 30;
 
+/// Stimuli from which a grid without permutations or resamples streams
+/// its Grams even when whole Grams would fit.
+const STREAM_FROM_N: usize = 2048;
+
 /// How linear-kernel measures (`linear_cka`, `linear_cka_debiased`) keep
 /// each layer. Both forms give the same values up to rounding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +46,16 @@ pub enum LinearKernelForm {
     Streamed,
 }
 
+impl From<KernelForm> for LinearKernelForm {
+    fn from(form: KernelForm) -> Self {
+        match form {
+            KernelForm::Gram => LinearKernelForm::Gram,
+            KernelForm::Features => LinearKernelForm::Features,
+            KernelForm::Streamed => LinearKernelForm::Streamed,
+        }
+    }
+}
+
 /// Choices made once per grid that the per-layer preparation follows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -54,7 +68,8 @@ impl Plan {
     /// evaluation. `evaluations` counts the observed value plus every
     /// permutation and bootstrap resample. Grams are never chosen when all
     /// layers' Grams together would exceed `gram_memory_limit` bytes; then
-    /// streamed Grams cost `n²d` per layer for the observed values.
+    /// streamed Grams cost `n²d` per layer for the observed values. From
+    /// `STREAM_FROM_N` stimuli on, a grid of observed values only streams.
     pub(crate) fn for_pairs(
         n: usize,
         dims_a: &[usize],
@@ -94,7 +109,13 @@ impl Plan {
         let streamed_cost =
             n * n * (sum_a + sum_b + pairs) + n * sum_a * sum_b * (evaluations - 1.0);
         let gram_bytes = (dims_a.len() + dims_b.len()) as f64 * n * n * 8.0;
-        let kernel_form = if gram_bytes <= gram_memory_limit as f64 && gram_cost <= feature_cost {
+        // Measured on the benchmark grid (docs/benchmarks.md): with only the
+        // observed values wanted, streaming beats whole Grams from n = 2048
+        // on (less memory traffic), and loses at n = 1024.
+        let stream_first = evaluations == 1.0 && n >= STREAM_FROM_N as f64;
+        let kernel_form = if stream_first && streamed_cost <= feature_cost {
+            KernelForm::Streamed
+        } else if gram_bytes <= gram_memory_limit as f64 && gram_cost <= feature_cost {
             KernelForm::Gram
         } else if streamed_cost < feature_cost {
             KernelForm::Streamed
@@ -280,7 +301,7 @@ pub(crate) fn pair_dots(a: &[Prepared], b: &[Prepared], plan: &Plan) -> Option<V
         (Some(ka), Some(kb)) if plan.kernel_form == KernelForm::Streamed => {
             let same =
                 a.len() == b.len() && std::ptr::eq(a.as_ptr().cast::<()>(), b.as_ptr().cast());
-            streamed_crosses(&ka, &kb, same)?
+            streamed_crosses(&ka, (!same).then_some(&kb[..]))?
         }
         (Some(ka), Some(kb)) => gram_crosses(&ka, &kb)?,
         _ => blocked_dots(&rdm_vectors(a)?, &rdm_vectors(b)?)?,

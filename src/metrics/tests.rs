@@ -129,6 +129,26 @@ fn plan_prefers_gram_for_the_layer_grid() {
     // Grams of 56 layers at n = 4096 take 7.5 GB: streamed, not features.
     let wide = Plan::for_pairs(4096, &dims_a, &dims_b, 1, 4 << 30, LinearKernelForm::Auto);
     assert_eq!(wide.kernel_form, KernelForm::Streamed);
+    // From n = 2048 on, observed values alone stream even when Grams fit;
+    // permutations keep the Grams, which they reorder.
+    let fits = Plan::for_pairs(
+        2048,
+        &dims_a,
+        &dims_b,
+        1,
+        usize::MAX,
+        LinearKernelForm::Auto,
+    );
+    assert_eq!(fits.kernel_form, KernelForm::Streamed);
+    let permuted = Plan::for_pairs(
+        2048,
+        &dims_a,
+        &dims_b,
+        101,
+        usize::MAX,
+        LinearKernelForm::Auto,
+    );
+    assert_eq!(permuted.kernel_form, KernelForm::Gram);
     // At n = 16384 the feature form costs less than the Grams.
     let long = Plan::for_pairs(
         16384,

@@ -183,8 +183,8 @@ fn grid_table(n: usize, repeats: usize, full_loop_n: usize, md: &mut String) {
     )
     .unwrap();
     let chosen = std::env::var("REPATLAS_BENCH_MEASURES").unwrap_or_default();
-    let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|m| m.trim() == name);
-    for name in MEASURES.into_iter().filter(|m| wanted(m)) {
+    let selected = |name: &str| chosen.is_empty() || chosen.split(',').any(|m| m.trim() == name);
+    for name in MEASURES.into_iter().filter(|m| selected(m)) {
         let spec: MetricSpec = name.parse().expect("valid measure");
         let (ours, values) = time_grid(&a, &b, &spec, repeats);
         let mut diffs = Vec::new();

@@ -318,7 +318,7 @@ fn reduced_precision_inputs_widen_exactly() {
 }
 
 #[test]
-fn planned_linear_kernel_form_follows_size_and_options() {
+fn linear_kernel_form_follows_size() {
     let (a, b) = (vec![576; 31], vec![896; 25]);
     let opts = GridOptions::default();
     assert_eq!(

@@ -499,7 +499,7 @@ impl Journal {
         };
         let header = serde_json::to_string(fingerprint).expect("fingerprint serialises");
         let mut done = HashMap::new();
-        let mut kept = vec![header.clone()];
+        let mut lines_out = vec![header.clone()];
         if path.exists() {
             let reader = BufReader::new(File::open(path).map_err(|e| fail(e.to_string()))?);
             let mut lines = reader.lines();
@@ -522,7 +522,7 @@ impl Journal {
                 match serde_json::from_str::<JournalEntry>(&line) {
                     Ok(entry) => {
                         done.insert(entry.variant, entry.measures);
-                        kept.push(line);
+                        lines_out.push(line);
                     }
                     Err(_) => break,
                 }
@@ -533,7 +533,7 @@ impl Journal {
                 path.display()
             );
         }
-        let mut text = kept.join("\n");
+        let mut text = lines_out.join("\n");
         text.push('\n');
         write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
         let file = OpenOptions::new()

@@ -265,9 +265,9 @@ pub(crate) fn gram_crosses(a: &[&CentredKernel], b: &[&CentredKernel]) -> Option
 }
 
 /// Returns `⟨K_i, L_j⟩_F` for every pair of feature-form kernels (`a` by
-/// `b`; `b` None means `a` again) from tiles of their Grams, and records
-/// each kernel's `⟨K_c, K_c⟩_F` from the same tiles. None if any kernel is
-/// in Gram form. See [`streamed_gram_dots`].
+/// `b`) from tiles of their Grams. A `b` of None means `a` again. Each
+/// kernel's `⟨K_c, K_c⟩_F` is recorded from the same tiles. Returns None if
+/// any kernel is in Gram form. See [`streamed_gram_dots`].
 pub(crate) fn streamed_crosses(
     a: &[&CentredKernel],
     b: Option<&[&CentredKernel]>,

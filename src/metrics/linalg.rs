@@ -135,9 +135,9 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
     if b.is_empty() || a.iter().chain(b).any(|v| v.len() != len) {
         return None;
     }
-    // Each task gathers into buffers it keeps for all its blocks: fresh
-    // ones would cost a page fault per 4 KiB, which here costs as much as
-    // the GEMMs.
+
+    // Each task gathers into buffers that it reuses for all its blocks,
+    // because fresh ones are zeroed by the kernel page by page on first use.
     let width = DOT_BLOCK.min(len);
     let gather = |block: &mut Array2<f64>, vectors: &[&[f64]], start: usize, end: usize| {
         for (mut row, v) in block.rows_mut().into_iter().zip(vectors) {
@@ -147,6 +147,7 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
                 .copy_from_slice(&v[start..end]);
         }
     };
+
     let starts: Vec<usize> = (0..len).step_by(DOT_BLOCK).collect();
     let shares: Vec<Array2<f64>> = starts
         .par_iter()
@@ -166,6 +167,7 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
             },
         )
         .collect();
+
     let mut total = Array2::<f64>::zeros((a.len(), b.len()));
     for share in &shares {
         total += share;
@@ -188,9 +190,9 @@ pub(crate) struct StreamedDots {
 }
 
 /// Returns `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F` for every pair of feature matrices
-/// (`a` by `b`, all with the same rows; `b` None means `a` again) and each
-/// layer's own product, without forming a whole Gram. None if the row
-/// counts differ or either side is empty.
+/// (`a` by `b`, all with the same rows) and each layer's own product,
+/// without forming a whole Gram. A `b` of None means `a` again. Returns
+/// None if the row counts differ or either side is empty.
 ///
 /// The Grams are cut into square tiles. Each task forms tile `(r, c)` of
 /// every layer's Gram (`X[r] X[c]ᵀ`, one GEMM per layer), flattens the
@@ -208,6 +210,7 @@ pub(crate) fn streamed_gram_dots(
     if b.is_some_and(|b| b.is_empty()) || a.iter().chain(b.unwrap_or(&[])).any(|x| x.nrows() != n) {
         return None;
     }
+
     let starts: Vec<usize> = (0..n).step_by(GRAM_TILE).collect();
     let tiles: Vec<(usize, usize)> = (0..starts.len())
         .flat_map(|r| (r..starts.len()).map(move |c| (r, c)))
@@ -230,6 +233,7 @@ pub(crate) fn streamed_gram_dots(
         }
         h * w
     };
+
     let norms = |block: ArrayView2<f64>| -> Vec<f64> {
         block
             .rows()
@@ -240,7 +244,10 @@ pub(crate) fn streamed_gram_dots(
             })
             .collect()
     };
-    let shares: Vec<(Array2<f64>, Vec<f64>, Vec<f64>)> = tiles
+
+    // Each share comes with its weight: 2 for a tile off the diagonal,
+    // because it also counts for its mirror image below the diagonal.
+    let shares: Vec<(f64, StreamedDots)> = tiles
         .par_iter()
         .map_init(
             // Buffers kept across a task's tiles, as in `blocked_dots`.
@@ -251,38 +258,51 @@ pub(crate) fn streamed_gram_dots(
                 )
             },
             |(buffer_a, buffer_b), &(r, c)| {
-                let weight = if r == c { 1.0 } else { 2.0 };
                 let used = gather(buffer_a, a, r, c);
                 let block_a = buffer_a.slice(ndarray::s![.., ..used]);
-                let (cross, self_a, self_b) = match b.zip(buffer_b.as_mut()) {
+                let weight = if r == c { 1.0 } else { 2.0 };
+                match b.zip(buffer_b.as_mut()) {
                     // The diagonal of the product itself, so that a layer's
                     // cross with itself and its own product are the same bits.
                     None => {
                         let cross = block_a.dot(&block_a.t());
                         let own = cross.diag().to_vec();
-                        (cross, own.clone(), own)
+                        let share = StreamedDots {
+                            cross,
+                            self_a: own.clone(),
+                            self_b: own,
+                        };
+                        (weight, share)
                     }
                     Some((b, buffer_b)) => {
                         gather(buffer_b, b, r, c);
                         let block_b = buffer_b.slice(ndarray::s![.., ..used]);
-                        (block_a.dot(&block_b.t()), norms(block_a), norms(block_b))
+                        let share = StreamedDots {
+                            cross: block_a.dot(&block_b.t()),
+                            self_a: norms(block_a),
+                            self_b: norms(block_b),
+                        };
+                        (weight, share)
                     }
-                };
-                let scale = |v: Vec<f64>| v.into_iter().map(|x| weight * x).collect::<Vec<_>>();
-                (cross * weight, scale(self_a), scale(self_b))
+                }
             },
         )
         .collect();
+
     let nb = b.map_or(a.len(), <[_]>::len);
     let mut out = StreamedDots {
         cross: Array2::zeros((a.len(), nb)),
         self_a: vec![0.0; a.len()],
         self_b: vec![0.0; nb],
     };
-    for (cross, self_a, self_b) in &shares {
-        out.cross += cross;
-        out.self_a.iter_mut().zip(self_a).for_each(|(t, v)| *t += v);
-        out.self_b.iter_mut().zip(self_b).for_each(|(t, v)| *t += v);
+    for (weight, share) in &shares {
+        out.cross.scaled_add(*weight, &share.cross);
+        for (total, v) in out.self_a.iter_mut().zip(&share.self_a) {
+            *total += weight * v;
+        }
+        for (total, v) in out.self_b.iter_mut().zip(&share.self_b) {
+            *total += weight * v;
+        }
     }
     Some(out)
 }

@@ -126,10 +126,17 @@ fn blocked_pair_products_equal_pairwise_values() {
 
 #[test]
 fn streamed_grams_equal_whole_grams() {
-    // 1,100 stimuli: three rows of 512-stimulus tiles, the last one short,
-    // so diagonal, off-diagonal and ragged tiles all contribute.
+    // 1,100 stimuli: five rows of 256-stimulus tiles, the last one short,
+    // so diagonal, off-diagonal and ragged tiles all contribute. With
+    // permutations the streamed form keeps centred features. Without them,
+    // it centres tiles of the layers' own rows as it reads them.
+    // Column offsets far from 0, as in hidden states with massive
+    // activations, so that centring matters.
     let layer = |seed: u64, width: usize| {
-        let data = normal(1100, 4, 11).dot(&normal(4, width, seed)) + normal(1100, width, seed + 1);
+        let offsets = ndarray::Array1::from_shape_fn(width, |j| 40.0 * j as f64 - 100.0);
+        let data = normal(1100, 4, 11).dot(&normal(4, width, seed))
+            + normal(1100, width, seed + 1)
+            + offsets;
         Representation::new(format!("l{seed}"), data)
     };
     let (a, b) = (
@@ -137,16 +144,18 @@ fn streamed_grams_equal_whole_grams() {
         vec![layer(5, 9), layer(7, 16), layer(9, 5)],
     );
     let metrics = specs(&["linear_cka", "linear_cka_debiased"]);
-    let with = |form: LinearKernelForm| GridOptions {
+    let with = |form: LinearKernelForm, n_permutations: usize| GridOptions {
         linear_kernel: form,
-        n_permutations: 3,
+        n_permutations,
         seed: 4,
         ..GridOptions::default()
     };
-    for (left, right) in [(&a, &b), (&a, &a)] {
-        let streamed =
-            compare_grid(left, right, &metrics, &with(LinearKernelForm::Streamed)).unwrap();
-        let grams = compare_grid(left, right, &metrics, &with(LinearKernelForm::Gram)).unwrap();
+    let cases = [(&a, &b, 3), (&a, &a, 3), (&a, &b, 0), (&a, &a, 0)];
+    for (left, right, permutations) in cases {
+        let streamed = with(LinearKernelForm::Streamed, permutations);
+        let streamed = compare_grid(left, right, &metrics, &streamed).unwrap();
+        let grams = with(LinearKernelForm::Gram, permutations);
+        let grams = compare_grid(left, right, &metrics, &grams).unwrap();
         assert_eq!(streamed.len(), grams.len());
         for (s, g) in streamed.iter().zip(&grams) {
             assert_eq!(
@@ -323,6 +332,14 @@ fn linear_kernel_form_follows_size() {
     let opts = GridOptions::default();
     assert_eq!(
         opts.linear_kernel_form(1024, &a, &b),
+        LinearKernelForm::Streamed
+    );
+    let permuted = GridOptions {
+        n_permutations: 100,
+        ..GridOptions::default()
+    };
+    assert_eq!(
+        permuted.linear_kernel_form(1024, &a, &b),
         LinearKernelForm::Gram
     );
     assert_eq!(

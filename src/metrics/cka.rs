@@ -20,11 +20,12 @@
 
 use std::sync::OnceLock;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use super::linalg::{
-    blocked_dots, centre_columns, dot_slices, double_centre, frobenius_dot, gram, select_rows,
-    select_square, streamed_gram_dots,
+    blocked_dots, centre_columns, centre_columns_with_sums, centre_row, dot_slices, double_centre,
+    frobenius_dot, gram, select_rows, select_square, streamed_gram_dots, CentredFeatures,
+    StreamLayer,
 };
 use super::MetricError;
 
@@ -38,13 +39,23 @@ pub(crate) enum KernelForm {
     /// The column-centred features, with the grid's pair products streamed
     /// from tiles of `K_c` (see [`streamed_gram_dots`]).
     Streamed,
+    /// Only the column means: the grid's pair products are streamed from
+    /// tiles centred as they are read from the layer's own rows, and no
+    /// centred copy is kept. Only grids of observed values use it, because
+    /// such a kernel cannot be permuted or resampled.
+    StreamedFromRows,
 }
 
 #[derive(Clone, Debug)]
 enum Storage {
     Gram(Array2<f64>),
     Features(Array2<f64>),
+    /// The column means of rows that the caller keeps (see
+    /// [`KernelForm::StreamedFromRows`]).
+    Means(Array1<f64>),
 }
+
+const NO_ROWS: &str = "a kernel streamed from its rows is only used by grids of observed values";
 
 /// One layer's centred kernel and the sums that HSIC needs.
 #[derive(Clone, Debug)]
@@ -62,16 +73,16 @@ pub(crate) struct CentredKernel {
 impl CentredKernel {
     /// Builds the centred linear kernel `X_c X_cᵀ` of `x`.
     pub(crate) fn linear(x: ArrayView2<f64>, form: KernelForm) -> Self {
-        let xc = centre_columns(x);
         match form {
-            KernelForm::Gram => Self::from_centred_gram(gram(xc.view())),
+            KernelForm::Gram => Self::from_centred_gram(gram(centre_columns(x).view())),
             KernelForm::Features => {
-                let kernel = Self::from_centred_features(xc);
+                let kernel = Self::from_features(x);
                 kernel.self_dot();
                 kernel
             }
             // The grid's tiles give `⟨K_c, K_c⟩_F` at no extra cost.
-            KernelForm::Streamed => Self::from_centred_features(xc),
+            KernelForm::Streamed => Self::from_features(x),
+            KernelForm::StreamedFromRows => Self::from_rows(x),
         }
     }
 
@@ -125,13 +136,55 @@ impl CentredKernel {
         }
     }
 
-    fn from_centred_features(xc: Array2<f64>) -> Self {
-        let diag: Array1<f64> = xc.rows().into_iter().map(|r| r.dot(&r)).collect();
-        let col_sums = xc.sum_axis(Axis(0));
-        let row_sums = xc.dot(&col_sums);
+    /// Centres the columns of `x` and keeps them, with the diagonal and row
+    /// sums of `K_c = X_c X_cᵀ` (`K_c 1 = X_c (X_cᵀ 1)`).
+    fn from_features(x: ArrayView2<f64>) -> Self {
+        let CentredFeatures {
+            centred,
+            row_norms,
+            col_sums,
+        } = centre_columns_with_sums(x);
+        let row_sums = centred
+            .rows()
+            .into_iter()
+            .map(|row| dot_slices(contiguous(row), contiguous(col_sums.view())))
+            .collect();
         CentredKernel {
-            storage: Storage::Features(xc),
-            diag,
+            storage: Storage::Features(centred),
+            diag: row_norms,
+            row_sums,
+            self_dot: OnceLock::new(),
+        }
+    }
+
+    /// Keeps the column means of `x` and the diagonal and row sums of
+    /// `K_c`, computed from centred rows one at a time, so that no centred
+    /// copy is kept. The diagonal equals that of [`Self::from_features`],
+    /// and the row sums agree with it up to rounding.
+    fn from_rows(x: ArrayView2<f64>) -> Self {
+        let mean = x
+            .mean_axis(Axis(0))
+            .expect("callers check for at least one row");
+        let means = mean.as_slice().expect("a new array is contiguous");
+        let mut centred = vec![0.0; x.ncols()];
+        let mut diag = Vec::with_capacity(x.nrows());
+        let mut col_sums = vec![0.0; x.ncols()];
+        for row in x.rows() {
+            centre_row(row, means, &mut centred);
+            diag.push(dot_slices(&centred, &centred));
+            for (sum, v) in col_sums.iter_mut().zip(&centred) {
+                *sum += v;
+            }
+        }
+        // `X_c s = X s - (μ·s) 1`, one BLAS pass over the rows. The column
+        // sums `s` are 0 up to rounding, so the subtraction cancels nothing
+        // that matters.
+        let col_sums = Array1::from(col_sums);
+        let shift = mean.dot(&col_sums);
+        let row_sums = x.dot(&col_sums) - shift;
+        CentredKernel {
+            storage: Storage::Means(mean),
+            diag: Array1::from(diag),
             row_sums,
             self_dot: OnceLock::new(),
         }
@@ -146,6 +199,7 @@ impl CentredKernel {
                 let cov = xc.t().dot(xc);
                 frobenius_dot(cov.view(), cov.view())
             }
+            Storage::Means(_) => unreachable!("{NO_ROWS}; the grid sets its own product"),
         })
     }
 
@@ -171,6 +225,9 @@ impl CentredKernel {
             (Storage::Gram(k), Storage::Features(y)) | (Storage::Features(y), Storage::Gram(k)) => {
                 let ky = k.dot(y);
                 frobenius_dot(ky.view(), y.view())
+            }
+            (Storage::Means(_), _) | (_, Storage::Means(_)) => {
+                unreachable!("{NO_ROWS}; the grid streams every pair")
             }
         }
     }
@@ -220,6 +277,7 @@ impl CentredKernel {
         let storage = match &self.storage {
             Storage::Gram(k) => Storage::Gram(select_square(k.view(), p)),
             Storage::Features(x) => Storage::Features(select_rows(x.view(), p)),
+            Storage::Means(_) => unreachable!("{NO_ROWS}"),
         };
         CentredKernel {
             storage,
@@ -242,9 +300,8 @@ impl CentredKernel {
                 double_centre(&mut sub);
                 Self::from_centred_gram(sub)
             }
-            Storage::Features(x) => {
-                Self::from_centred_features(centre_columns(select_rows(x.view(), rows).view()))
-            }
+            Storage::Features(x) => Self::from_features(select_rows(x.view(), rows).view()),
+            Storage::Means(_) => unreachable!("{NO_ROWS}"),
         }
     }
 }
@@ -257,42 +314,58 @@ pub(crate) fn gram_crosses(a: &[&CentredKernel], b: &[&CentredKernel]) -> Option
             .iter()
             .map(|k| match &k.storage {
                 Storage::Gram(g) => g.as_slice(),
-                Storage::Features(_) => None,
+                Storage::Features(_) | Storage::Means(_) => None,
             })
             .collect()
     }
     blocked_dots(&flat(a)?, &flat(b)?)
 }
 
-/// Returns `⟨K_i, L_j⟩_F` for every pair of feature-form kernels (`a` by
-/// `b`) from tiles of their Grams. A `b` of None means `a` again. Each
-/// kernel's `⟨K_c, K_c⟩_F` is recorded from the same tiles. Returns None if
-/// any kernel is in Gram form. See [`streamed_gram_dots`].
+/// Returns `⟨K_i, L_j⟩_F` for every pair of streamed kernels (`a` by `b`)
+/// from tiles of their Grams. Each kernel comes with the layer's rows, which
+/// a kernel of the form [`KernelForm::StreamedFromRows`] is streamed from.
+/// A `b` of None means `a` again. Each kernel's `⟨K_c, K_c⟩_F` is recorded
+/// from the same tiles. Returns None if any kernel is in Gram form. See
+/// [`streamed_gram_dots`].
 pub(crate) fn streamed_crosses(
-    a: &[&CentredKernel],
-    b: Option<&[&CentredKernel]>,
+    a: &[(&CentredKernel, ArrayView2<f64>)],
+    b: Option<&[(&CentredKernel, ArrayView2<f64>)]>,
 ) -> Option<Array2<f64>> {
-    fn features<'k>(kernels: &[&'k CentredKernel]) -> Option<Vec<ArrayView2<'k, f64>>> {
+    fn layers<'k>(
+        kernels: &[(&'k CentredKernel, ArrayView2<'k, f64>)],
+    ) -> Option<Vec<StreamLayer<'k>>> {
         kernels
             .iter()
-            .map(|k| match &k.storage {
-                Storage::Features(x) => Some(x.view()),
+            .map(|(k, rows)| match &k.storage {
+                Storage::Features(x) => Some(StreamLayer {
+                    rows: x.view(),
+                    mean: None,
+                }),
+                Storage::Means(mean) => Some(StreamLayer {
+                    rows: *rows,
+                    mean: mean.as_slice(),
+                }),
                 Storage::Gram(_) => None,
             })
             .collect()
     }
-    let features_b = match b {
-        Some(b) => Some(features(b)?),
+    let layers_b = match b {
+        Some(b) => Some(layers(b)?),
         None => None,
     };
-    let dots = streamed_gram_dots(&features(a)?, features_b.as_deref())?;
-    for (k, &v) in a.iter().zip(&dots.self_a) {
+    let dots = streamed_gram_dots(&layers(a)?, layers_b.as_deref())?;
+    for ((k, _), &v) in a.iter().zip(&dots.self_a) {
         k.set_self_dot(v);
     }
-    for (k, &v) in b.unwrap_or(a).iter().zip(&dots.self_b) {
+    for ((k, _), &v) in b.unwrap_or(a).iter().zip(&dots.self_b) {
         k.set_self_dot(v);
     }
     Some(dots.cross)
+}
+
+fn contiguous<'v>(v: ArrayView1<'v, f64>) -> &'v [f64] {
+    v.to_slice()
+        .expect("rows of a standard-layout array are contiguous")
 }
 
 fn dot_vec(a: &Array1<f64>, b: &Array1<f64>) -> f64 {

@@ -3,9 +3,10 @@
 //! Matrix products go through ndarray's `dot`, which calls BLAS (OpenBLAS)
 //! for f64 matrices; decompositions go through ndarray-linalg (LAPACK).
 
+use std::ops::Range;
 use std::os::raw::c_int;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
 use rayon::prelude::*;
 
@@ -13,12 +14,65 @@ use super::MetricError;
 
 /// Returns `x` with the mean of each column subtracted, in standard layout.
 pub(crate) fn centre_columns(x: ArrayView2<f64>) -> Array2<f64> {
+    centre_columns_with_sums(x).centred
+}
+
+/// Column-centred features and two sums over them, from one pass.
+pub(crate) struct CentredFeatures {
+    /// `x` with the mean of each column subtracted, in standard layout.
+    pub centred: Array2<f64>,
+    /// Squared Euclidean norm of each centred row.
+    pub row_norms: Array1<f64>,
+    /// Sum of each centred column (0 up to rounding).
+    pub col_sums: Array1<f64>,
+}
+
+/// Centres the columns of `x` and takes the row norms and column sums of
+/// the result while each row is in cache, instead of in passes of their own.
+pub(crate) fn centre_columns_with_sums(x: ArrayView2<f64>) -> CentredFeatures {
+    let (n, d) = x.dim();
     let mean = x
         .mean_axis(Axis(0))
         .expect("callers check for at least one row");
-    let mut centred = x.to_owned();
-    centred -= &mean;
-    centred
+    let mean = mean.as_slice().expect("a new array is contiguous");
+    let mut data = Vec::with_capacity(n * d);
+    let mut row_norms = Vec::with_capacity(n);
+    let mut col_sums = vec![0.0; d];
+    for row in x.rows() {
+        let start = data.len();
+        match row.to_slice() {
+            Some(values) => data.extend(values.iter().zip(mean).map(|(v, m)| v - m)),
+            None => data.extend(row.iter().zip(mean).map(|(v, m)| v - m)),
+        }
+        let centred = &data[start..];
+        row_norms.push(dot_slices(centred, centred));
+        for (sum, v) in col_sums.iter_mut().zip(centred) {
+            *sum += v;
+        }
+    }
+    CentredFeatures {
+        centred: Array2::from_shape_vec((n, d), data).expect("n rows of d values"),
+        row_norms: Array1::from(row_norms),
+        col_sums: Array1::from(col_sums),
+    }
+}
+
+/// Writes `row - mean` into `out`, the same values as a row of
+/// [`centre_columns`].
+pub(crate) fn centre_row(row: ArrayView1<f64>, mean: &[f64], out: &mut [f64]) {
+    match row.to_slice() {
+        // Slices, so that the loop vectorises.
+        Some(values) => {
+            for ((c, &v), &m) in out.iter_mut().zip(values).zip(mean) {
+                *c = v - m;
+            }
+        }
+        None => {
+            for ((c, &v), &m) in out.iter_mut().zip(row).zip(mean) {
+                *c = v - m;
+            }
+        }
+    }
 }
 
 /// Returns `x` with each row scaled to unit Euclidean norm, or the index
@@ -61,16 +115,30 @@ const CBLAS_NO_TRANS: c_int = 111;
 /// computes one triangle with half the multiply-adds of a GEMM. The other
 /// triangle is a mirrored copy, so the result is exactly symmetric.
 pub(crate) fn gram(x: ArrayView2<f64>) -> Array2<f64> {
-    let (n, d) = x.dim();
-    let fits = c_int::try_from(n.max(d)).is_ok();
-    let Some(a) = x.as_slice().filter(|_| n > 0 && d > 0 && fits) else {
-        return x.dot(&x.t());
-    };
+    let n = x.nrows();
     let mut c = Array2::<f64>::zeros((n, n));
     let out = c.as_slice_mut().expect("a new array is contiguous");
+    if !syrk_upper(x, out) {
+        return x.dot(&x.t());
+    }
+    mirror_upper(out, n);
+    c
+}
+
+/// Writes the upper triangle of `x xᵀ` into `out`, a row-major `n x n`
+/// matrix, with BLAS `dsyrk`. The entries below the diagonal are left
+/// unspecified. Returns false, writing nothing, when `x` is empty, not
+/// row-major contiguous, or too large for BLAS's 32-bit sizes.
+fn syrk_upper(x: ArrayView2<f64>, out: &mut [f64]) -> bool {
+    let (n, d) = x.dim();
+    let fits = c_int::try_from(n.max(d)).is_ok();
+    let Some(a) = x.to_slice().filter(|_| n > 0 && d > 0 && fits) else {
+        return false;
+    };
+    assert!(out.len() >= n * n, "the output holds n x n values");
     // SAFETY: `a` contains n * d row-major values with row stride d. `out`
-    // contains n * n values with row stride n, as the arguments state. Both
-    // sizes fit in c_int, which is checked above.
+    // contains at least n * n values, written with row stride n, as the
+    // arguments state. Both sizes fit in c_int, which is checked above.
     unsafe {
         cblas_dsyrk(
             CBLAS_ROW_MAJOR,
@@ -86,8 +154,7 @@ pub(crate) fn gram(x: ArrayView2<f64>) -> Array2<f64> {
             n as c_int,
         );
     }
-    mirror_upper(out, n);
-    c
+    true
 }
 
 /// Copies the upper triangle of the row-major `n x n` matrix into its lower
@@ -175,9 +242,45 @@ pub(crate) fn blocked_dots(a: &[&[f64]], b: &[&[f64]]) -> Option<Array2<f64>> {
     Some(total)
 }
 
-/// Rows and columns of one tile of [`streamed_gram_dots`]: 56 layers of
-/// 512 x 512 f64 tiles take 112 MiB per task.
-const GRAM_TILE: usize = 512;
+/// Returns the rows and columns of one tile of [`streamed_gram_dots`] for
+/// `n` stimuli. Smaller grids get smaller tiles, so that there are enough
+/// tiles to keep every thread busy. The size depends on `n` alone, so the
+/// sums do not depend on the thread count. 56 layers of 512 x 512 f64
+/// tiles take 112 MiB per task.
+fn gram_tile(n: usize) -> usize {
+    match n {
+        0..512 => 128,
+        512..2048 => 256,
+        _ => 512,
+    }
+}
+
+/// One layer of [`streamed_gram_dots`]: its rows, centred already or
+/// centred as they are read with the column `mean`.
+pub(crate) struct StreamLayer<'a> {
+    pub rows: ArrayView2<'a, f64>,
+    pub mean: Option<&'a [f64]>,
+}
+
+impl<'a> StreamLayer<'a> {
+    /// Returns the centred rows `span`, written into `scratch` when the
+    /// layer's rows are not centred already.
+    fn centred<'s>(&self, span: Range<usize>, scratch: &'s mut Vec<f64>) -> ArrayView2<'s, f64>
+    where
+        'a: 's,
+    {
+        let rows = self.rows.slice_move(ndarray::s![span, ..]);
+        let Some(mean) = self.mean else {
+            return rows;
+        };
+        let (h, d) = rows.dim();
+        scratch.resize(h * d, 0.0);
+        for (row, out) in rows.rows().into_iter().zip(scratch.chunks_exact_mut(d)) {
+            centre_row(row, mean, out);
+        }
+        ArrayView2::from_shape((h, d), &scratch[..h * d]).expect("h rows of d values")
+    }
+}
 
 /// Pair products of [`streamed_gram_dots`].
 pub(crate) struct StreamedDots {
@@ -189,100 +292,184 @@ pub(crate) struct StreamedDots {
     pub self_b: Vec<f64>,
 }
 
-/// Returns `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F` for every pair of feature matrices
+/// One task's tile of every layer's Gram, flattened one layer per row, in
+/// two parts: the entries that count for themselves and their mirror image
+/// (all of an off-diagonal tile, the strict upper triangle of a diagonal
+/// one) and the diagonal entries, which count once. Kept across a task's
+/// tiles, because fresh buffers are zeroed by the kernel page by page on
+/// first use.
+struct TileBlock {
+    twice: Array2<f64>,
+    once: Array2<f64>,
+    /// A diagonal tile as `dsyrk` writes it, before it is packed.
+    square: Vec<f64>,
+    /// The two row ranges of a tile, centred, for layers that are not.
+    top: Vec<f64>,
+    left: Vec<f64>,
+    /// Entries of `twice` and `once` that the current tile fills per row.
+    filled: (usize, usize),
+}
+
+impl TileBlock {
+    fn new(layers: usize, tile: usize) -> Self {
+        TileBlock {
+            twice: Array2::zeros((layers, tile * tile)),
+            once: Array2::zeros((layers, tile)),
+            square: vec![0.0; tile * tile],
+            top: Vec::new(),
+            left: Vec::new(),
+            filled: (0, 0),
+        }
+    }
+
+    /// Fills each row with the tile `rows x cols` of one layer's Gram
+    /// `X Xᵀ`. A diagonal tile (`rows == cols`) goes through `dsyrk`, which
+    /// computes only its upper triangle.
+    fn fill(&mut self, layers: &[StreamLayer], rows: Range<usize>, cols: Range<usize>) {
+        let TileBlock {
+            twice,
+            once,
+            square,
+            top,
+            left,
+            filled,
+        } = self;
+        let (h, w) = (rows.len(), cols.len());
+        if rows != cols {
+            for (mut row, layer) in twice.rows_mut().into_iter().zip(layers) {
+                let mut tile = row
+                    .slice_mut(ndarray::s![..h * w])
+                    .into_shape_with_order((h, w))
+                    .expect("h * w contiguous entries reshape to h x w");
+                let upper = layer.centred(rows.clone(), top);
+                let lower = layer.centred(cols.clone(), left);
+                ndarray::linalg::general_mat_mul(1.0, &upper, &lower.t(), 0.0, &mut tile);
+            }
+            *filled = (h * w, 0);
+            return;
+        }
+        let square = &mut square[..h * h];
+        let rows_of = twice.rows_mut().into_iter().zip(once.rows_mut());
+        for ((mut twice, mut once), layer) in rows_of.zip(layers) {
+            let x = layer.centred(rows.clone(), top);
+            if !syrk_upper(x, square) {
+                let mut tile = ArrayViewMut2::from_shape((h, h), &mut *square)
+                    .expect("h * h entries reshape to h x h");
+                ndarray::linalg::general_mat_mul(1.0, &x, &x.t(), 0.0, &mut tile);
+            }
+            let twice = twice
+                .as_slice_mut()
+                .expect("rows of a block are contiguous");
+            let mut at = 0;
+            for i in 0..h {
+                let upper = &square[i * h + i + 1..(i + 1) * h];
+                twice[at..at + upper.len()].copy_from_slice(upper);
+                at += upper.len();
+                once[i] = square[i * h + i];
+            }
+        }
+        *filled = (h * (h - 1) / 2, h);
+    }
+
+    fn parts(&self) -> (ArrayView2<'_, f64>, ArrayView2<'_, f64>) {
+        let (twice, once) = self.filled;
+        (
+            self.twice.slice(ndarray::s![.., ..twice]),
+            self.once.slice(ndarray::s![.., ..once]),
+        )
+    }
+
+    /// Returns the tile's share of `⟨K_i, L_j⟩_F` for every pair of its
+    /// layers (rows) and `other`'s.
+    fn cross(&self, other: &TileBlock) -> Array2<f64> {
+        let ((twice_a, once_a), (twice_b, once_b)) = (self.parts(), other.parts());
+        let mut cross = Array2::zeros((twice_a.nrows(), twice_b.nrows()));
+        if twice_a.ncols() > 0 {
+            ndarray::linalg::general_mat_mul(2.0, &twice_a, &twice_b.t(), 0.0, &mut cross);
+        }
+        if once_a.ncols() > 0 {
+            ndarray::linalg::general_mat_mul(1.0, &once_a, &once_b.t(), 1.0, &mut cross);
+        }
+        cross
+    }
+
+    /// Returns the tile's share of each layer's `‖K_i‖²_F`.
+    fn norms(&self) -> Vec<f64> {
+        let (twice, once) = self.parts();
+        let squares = |v: ArrayView1<f64>| {
+            let v = v.to_slice().expect("rows of a block are contiguous");
+            dot_slices(v, v)
+        };
+        twice
+            .rows()
+            .into_iter()
+            .zip(once.rows())
+            .map(|(t, o)| 2.0 * squares(t) + squares(o))
+            .collect()
+    }
+}
+
+/// Returns `⟨X_i X_iᵀ, Y_j Y_jᵀ⟩_F` for every pair of centred layers
 /// (`a` by `b`, all with the same rows) and each layer's own product,
-/// without forming a whole Gram. A `b` of None means `a` again. Returns
+/// without forming a whole Gram or, for layers given with their means, a
+/// whole centred copy. A `b` of None means `a` again. Returns
 /// None if the row counts differ or either side is empty.
 ///
-/// The Grams are cut into square tiles. Each task forms tile `(r, c)` of
-/// every layer's Gram (`X[r] X[c]ᵀ`, one GEMM per layer), flattens the
-/// tiles into the rows of one matrix per side, and one GEMM of those gives
-/// the tile's share of every pair; each flattened tile's squared norm is
-/// its share of the layer's own product. The Grams are symmetric, so only
-/// tiles with `r <= c` are formed and those off the diagonal count twice.
-/// Shares are added in tile order, so the result does not depend on the
-/// thread count.
-pub(crate) fn streamed_gram_dots(
-    a: &[ArrayView2<f64>],
-    b: Option<&[ArrayView2<f64>]>,
+/// The Grams are symmetric and cut into square tiles, of which only those
+/// on or above the diagonal are formed. Each task forms one tile of every
+/// layer's Gram (one GEMM per layer, or `dsyrk` on the diagonal), flattens
+/// the tiles into the rows of one matrix per side, and one GEMM of those
+/// gives the tile's share of every pair: entries above the diagonal count
+/// twice, for their mirror images. Each flattened tile's squared norm is
+/// its share of the layer's own product. Shares are added in tile order,
+/// so the result does not depend on the thread count.
+pub(crate) fn streamed_gram_dots<'a>(
+    a: &[StreamLayer<'a>],
+    b: Option<&[StreamLayer<'a>]>,
 ) -> Option<StreamedDots> {
-    let n = a.first()?.nrows();
-    if b.is_some_and(|b| b.is_empty()) || a.iter().chain(b.unwrap_or(&[])).any(|x| x.nrows() != n) {
+    let n = a.first()?.rows.nrows();
+    let mut all = a.iter().chain(b.unwrap_or(&[]));
+    if b.is_some_and(|b| b.is_empty()) || all.any(|x| x.rows.nrows() != n) {
         return None;
     }
 
-    let starts: Vec<usize> = (0..n).step_by(GRAM_TILE).collect();
+    let size = gram_tile(n);
+    let starts: Vec<usize> = (0..n).step_by(size).collect();
     let tiles: Vec<(usize, usize)> = (0..starts.len())
         .flat_map(|r| (r..starts.len()).map(move |c| (r, c)))
         .collect();
-    let span = |k: usize| starts[k]..(starts[k] + GRAM_TILE).min(n);
-    let size = GRAM_TILE.min(n).pow(2);
-    // Fills the first h * w entries of each row of `block` with tile
-    // (r, c) of one layer's Gram and returns how many entries that is.
-    let gather = |block: &mut Array2<f64>, layers: &[ArrayView2<f64>], r: usize, c: usize| {
-        let (rows, cols) = (span(r), span(c));
-        let (h, w) = (rows.len(), cols.len());
-        for (mut row, x) in block.rows_mut().into_iter().zip(layers) {
-            let mut tile = row
-                .slice_mut(ndarray::s![..h * w])
-                .into_shape_with_order((h, w))
-                .expect("h * w contiguous entries reshape to h x w");
-            let top = x.slice(ndarray::s![rows.clone(), ..]);
-            let left = x.slice(ndarray::s![cols.clone(), ..]);
-            ndarray::linalg::general_mat_mul(1.0, &top, &left.t(), 0.0, &mut tile);
-        }
-        h * w
-    };
+    let span = |k: usize| starts[k]..(starts[k] + size).min(n);
 
-    let norms = |block: ArrayView2<f64>| -> Vec<f64> {
-        block
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let v = row.as_slice().expect("rows of a tile block are contiguous");
-                dot_slices(v, v)
-            })
-            .collect()
-    };
-
-    // Each share comes with its weight: 2 for a tile off the diagonal,
-    // because it also counts for its mirror image below the diagonal.
-    let shares: Vec<(f64, StreamedDots)> = tiles
+    let shares: Vec<StreamedDots> = tiles
         .par_iter()
         .map_init(
-            // Buffers kept across a task's tiles, as in `blocked_dots`.
             || {
                 (
-                    Array2::<f64>::zeros((a.len(), size)),
-                    b.map(|b| Array2::<f64>::zeros((b.len(), size))),
+                    TileBlock::new(a.len(), size),
+                    b.map(|b| TileBlock::new(b.len(), size)),
                 )
             },
-            |(buffer_a, buffer_b), &(r, c)| {
-                let used = gather(buffer_a, a, r, c);
-                let block_a = buffer_a.slice(ndarray::s![.., ..used]);
-                let weight = if r == c { 1.0 } else { 2.0 };
-                match b.zip(buffer_b.as_mut()) {
+            |(block_a, block_b), &(r, c)| {
+                block_a.fill(a, span(r), span(c));
+                match b.zip(block_b.as_mut()) {
                     // The diagonal of the product itself, so that a layer's
                     // cross with itself and its own product are the same bits.
                     None => {
-                        let cross = block_a.dot(&block_a.t());
+                        let cross = block_a.cross(block_a);
                         let own = cross.diag().to_vec();
-                        let share = StreamedDots {
+                        StreamedDots {
                             cross,
                             self_a: own.clone(),
                             self_b: own,
-                        };
-                        (weight, share)
+                        }
                     }
-                    Some((b, buffer_b)) => {
-                        gather(buffer_b, b, r, c);
-                        let block_b = buffer_b.slice(ndarray::s![.., ..used]);
-                        let share = StreamedDots {
-                            cross: block_a.dot(&block_b.t()),
-                            self_a: norms(block_a),
-                            self_b: norms(block_b),
-                        };
-                        (weight, share)
+                    Some((b, block_b)) => {
+                        block_b.fill(b, span(r), span(c));
+                        StreamedDots {
+                            cross: block_a.cross(block_b),
+                            self_a: block_a.norms(),
+                            self_b: block_b.norms(),
+                        }
                     }
                 }
             },
@@ -295,13 +482,13 @@ pub(crate) fn streamed_gram_dots(
         self_a: vec![0.0; a.len()],
         self_b: vec![0.0; nb],
     };
-    for (weight, share) in &shares {
-        out.cross.scaled_add(*weight, &share.cross);
+    for share in &shares {
+        out.cross += &share.cross;
         for (total, v) in out.self_a.iter_mut().zip(&share.self_a) {
-            *total += weight * v;
+            *total += v;
         }
         for (total, v) in out.self_b.iter_mut().zip(&share.self_b) {
-            *total += weight * v;
+            *total += v;
         }
     }
     Some(out)

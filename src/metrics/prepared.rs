@@ -23,10 +23,6 @@ use super::MetricError;
 /// grid may take before the linear kernels switch to the feature form.
 pub const DEFAULT_GRAM_MEMORY_LIMIT: usize = 4 << 30;
 
-/// Stimuli from which a grid without permutations or resamples streams
-/// its Grams even when whole Grams would fit.
-const STREAM_FROM_N: usize = 2048;
-
 /// How linear-kernel measures (`linear_cka`, `linear_cka_debiased`) keep
 /// each layer. Both forms give the same values up to rounding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,7 +47,7 @@ impl From<KernelForm> for LinearKernelForm {
         match form {
             KernelForm::Gram => LinearKernelForm::Gram,
             KernelForm::Features => LinearKernelForm::Features,
-            KernelForm::Streamed => LinearKernelForm::Streamed,
+            KernelForm::Streamed | KernelForm::StreamedFromRows => LinearKernelForm::Streamed,
         }
     }
 }
@@ -68,8 +64,8 @@ impl Plan {
     /// evaluation. `evaluations` counts the observed value plus every
     /// permutation and bootstrap resample. Grams are never chosen when all
     /// layers' Grams together would exceed `gram_memory_limit` bytes; then
-    /// streamed Grams cost `n²d` per layer for the observed values. From
-    /// `STREAM_FROM_N` stimuli on, a grid of observed values only streams.
+    /// streamed Grams cost `n²d` per layer for the observed values. A grid
+    /// of observed values only streams whenever that beats the features.
     pub(crate) fn for_pairs(
         n: usize,
         dims_a: &[usize],
@@ -91,7 +87,7 @@ impl Plan {
             }
             LinearKernelForm::Streamed => {
                 return Plan {
-                    kernel_form: KernelForm::Streamed,
+                    kernel_form: streamed(evaluations),
                 }
             }
             LinearKernelForm::Auto => {}
@@ -110,19 +106,31 @@ impl Plan {
             n * n * (sum_a + sum_b + pairs) + n * sum_a * sum_b * (evaluations - 1.0);
         let gram_bytes = (dims_a.len() + dims_b.len()) as f64 * n * n * 8.0;
         // Measured on the benchmark grid (docs/benchmarks.md): with only the
-        // observed values wanted, streaming beats whole Grams from n = 2048
-        // on (less memory traffic), and loses at n = 1024.
-        let stream_first = evaluations == 1.0 && n >= STREAM_FROM_N as f64;
+        // observed values wanted, streaming beats whole Grams at every size
+        // from 512 stimuli on and ties below. It keeps no Gram and no
+        // centred copy of the layers.
+        let stream_first = evaluations == 1.0;
         let kernel_form = if stream_first && streamed_cost <= feature_cost {
-            KernelForm::Streamed
+            KernelForm::StreamedFromRows
         } else if gram_bytes <= gram_memory_limit as f64 && gram_cost <= feature_cost {
             KernelForm::Gram
         } else if streamed_cost < feature_cost {
-            KernelForm::Streamed
+            streamed(evaluations as usize)
         } else {
             KernelForm::Features
         };
         Plan { kernel_form }
+    }
+}
+
+/// Returns the streamed form for a grid of `evaluations` per pair: one of
+/// observed values only streams from the layers' rows and keeps no centred
+/// copy, while permutations and resamples need the centred features.
+fn streamed(evaluations: usize) -> KernelForm {
+    if evaluations <= 1 {
+        KernelForm::StreamedFromRows
+    } else {
+        KernelForm::Streamed
     }
 }
 
@@ -288,6 +296,17 @@ pub(crate) fn pair_dots(a: &[Prepared], b: &[Prepared], plan: &Plan) -> Option<V
             })
             .collect()
     }
+    fn with_rows<'p>(
+        layers: &'p [Prepared],
+    ) -> Option<Vec<(&'p CentredKernel, ArrayView2<'p, f64>)>> {
+        layers
+            .iter()
+            .map(|l| match &l.form {
+                Form::Kernel(k) => Some((k, l.source?)),
+                _ => None,
+            })
+            .collect()
+    }
     fn rdm_vectors<'p>(layers: &'p [Prepared]) -> Option<Vec<&'p [f64]>> {
         layers
             .iter()
@@ -297,10 +316,15 @@ pub(crate) fn pair_dots(a: &[Prepared], b: &[Prepared], plan: &Plan) -> Option<V
             })
             .collect()
     }
+    let streamed = matches!(
+        plan.kernel_form,
+        KernelForm::Streamed | KernelForm::StreamedFromRows
+    );
     let dots = match (kernels(a), kernels(b)) {
-        (Some(ka), Some(kb)) if plan.kernel_form == KernelForm::Streamed => {
+        (Some(_), Some(_)) if streamed => {
             let same =
                 a.len() == b.len() && std::ptr::eq(a.as_ptr().cast::<()>(), b.as_ptr().cast());
+            let (ka, kb) = (with_rows(a)?, with_rows(b)?);
             streamed_crosses(&ka, (!same).then_some(&kb[..]))?
         }
         (Some(ka), Some(kb)) => gram_crosses(&ka, &kb)?,

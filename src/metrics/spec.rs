@@ -5,7 +5,9 @@ use std::fmt;
 
 use ndarray::ArrayView2;
 
-use super::prepared::{pair_value, prepare, LinearKernelForm, Plan, DEFAULT_GRAM_MEMORY_LIMIT};
+use super::prepared::{
+    pair_dots, pair_value, prepare, LinearKernelForm, Plan, DEFAULT_GRAM_MEMORY_LIMIT,
+};
 use super::validate::{check_representation, check_rows};
 use super::MetricError;
 
@@ -314,9 +316,12 @@ impl MetricSpec {
             DEFAULT_GRAM_MEMORY_LIMIT,
             LinearKernelForm::Auto,
         );
-        let a = prepare(self, x_name, x, &plan)?;
-        let b = prepare(self, y_name, y, &plan)?;
-        pair_value(self, &a, &b, None)
+        let a = [prepare(self, x_name, x, &plan)?];
+        let b = [prepare(self, y_name, y, &plan)?];
+        // The product that a grid takes from one pass over all pairs, where
+        // the form has one (a streamed kernel keeps no data of its own).
+        let cross = pair_dots(&a, &b, &plan).map(|dots| dots[0]);
+        pair_value(self, &a[0], &b[0], cross)
     }
 
     /// Checks that `n` stimuli are enough for this measure.

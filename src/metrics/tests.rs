@@ -117,48 +117,48 @@ fn neighbour_lists_match_reference() {
 }
 
 #[test]
-fn plan_prefers_gram_for_the_layer_grid() {
+fn plan_streams_observed_grids_and_keeps_grams_for_permutations() {
     let dims_a = vec![576; 31];
     let dims_b = vec![896; 25];
-    let plan = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 4 << 30, LinearKernelForm::Auto);
-    assert_eq!(plan.kernel_form, KernelForm::Gram);
+    let plan = |n: usize, evaluations: usize, cap: usize| {
+        Plan::for_pairs(
+            n,
+            &dims_a,
+            &dims_b,
+            evaluations,
+            cap,
+            LinearKernelForm::Auto,
+        )
+        .kernel_form
+    };
+    // Observed values alone stream from the layers' rows at every size
+    // where that beats the feature form.
+    assert_eq!(plan(1024, 1, 4 << 30), KernelForm::StreamedFromRows);
+    assert_eq!(plan(4096, 1, 4 << 30), KernelForm::StreamedFromRows);
+    // Permutations reorder whole Grams while they fit (448 MiB here) ...
+    assert_eq!(plan(1024, 101, 4 << 30), KernelForm::Gram);
+    assert_eq!(plan(2048, 101, usize::MAX), KernelForm::Gram);
+    // ... and above the cap stream the observed values from centred
+    // features, which the permutations then use.
+    assert_eq!(plan(1024, 101, 1 << 20), KernelForm::Streamed);
+    // At n = 16384 the feature form costs less than the Grams.
+    assert_eq!(plan(16384, 1, usize::MAX), KernelForm::Features);
     let tall = Plan::for_pairs(100_000, &[64], &[64], 1, 4 << 30, LinearKernelForm::Auto);
     assert_eq!(tall.kernel_form, KernelForm::Features);
-    let capped = Plan::for_pairs(1024, &dims_a, &dims_b, 1, 1 << 20, LinearKernelForm::Auto);
-    assert_eq!(capped.kernel_form, KernelForm::Streamed);
-    // Grams of 56 layers at n = 4096 take 7.5 GB: streamed, not features.
-    let wide = Plan::for_pairs(4096, &dims_a, &dims_b, 1, 4 << 30, LinearKernelForm::Auto);
-    assert_eq!(wide.kernel_form, KernelForm::Streamed);
-    // From n = 2048 on, observed values alone stream even when Grams fit;
-    // permutations keep the Grams, which they reorder.
-    let fits = Plan::for_pairs(
-        2048,
-        &dims_a,
-        &dims_b,
-        1,
-        usize::MAX,
-        LinearKernelForm::Auto,
-    );
-    assert_eq!(fits.kernel_form, KernelForm::Streamed);
-    let permuted = Plan::for_pairs(
-        2048,
-        &dims_a,
-        &dims_b,
-        101,
-        usize::MAX,
-        LinearKernelForm::Auto,
-    );
-    assert_eq!(permuted.kernel_form, KernelForm::Gram);
-    // At n = 16384 the feature form costs less than the Grams.
-    let long = Plan::for_pairs(
-        16384,
-        &dims_a,
-        &dims_b,
-        1,
-        usize::MAX,
-        LinearKernelForm::Auto,
-    );
-    assert_eq!(long.kernel_form, KernelForm::Features);
+    // A forced streamed form keeps the features only when it must.
+    let forced = |evaluations| {
+        Plan::for_pairs(
+            64,
+            &[8],
+            &[8],
+            evaluations,
+            4 << 30,
+            LinearKernelForm::Streamed,
+        )
+        .kernel_form
+    };
+    assert_eq!(forced(1), KernelForm::StreamedFromRows);
+    assert_eq!(forced(2), KernelForm::Streamed);
 }
 
 #[test]

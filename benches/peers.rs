@@ -338,11 +338,11 @@ fn scaling_table(md: &mut String) {
     )
     .unwrap();
     let exe = std::env::current_exe().expect("own path");
-    // The automatic choice, then whole Grams against streamed ones where
-    // both are affordable.
+    // The automatic choice, then whole Grams against it where both are
+    // affordable.
     let cases = [
         (1024, 31, 25, "auto"),
-        (1024, 31, 25, "streamed"),
+        (1024, 31, 25, "gram"),
         (2048, 31, 25, "auto"),
         (2048, 31, 25, "gram"),
         (4096, 31, 25, "auto"),
@@ -364,7 +364,10 @@ fn scaling_table(md: &mut String) {
             .expect("child runs");
         let text = String::from_utf8_lossy(&output.stdout);
         let mut words = text.split_whitespace();
-        let chosen = words.next().unwrap_or("?").to_lowercase();
+        let mut chosen = words.next().unwrap_or("?").to_lowercase();
+        if form == "auto" {
+            chosen.push_str(" (auto)");
+        }
         let fields: Vec<f64> = words.filter_map(|f| f.parse().ok()).collect();
         let line = match fields.as_slice() {
             [s, input, peak] => {

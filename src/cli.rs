@@ -196,7 +196,8 @@ struct InterveneArgs {
     /// shuffle:START-END shuffle:scan repeat:I repeat:each (blocks are 0-based).
     #[arg(long, value_delimiter = ';', required = true)]
     variants: Vec<String>,
-    /// Seeds per shuffled range.
+    /// Seeds per shuffled range; seeds that repeat an order already drawn
+    /// for the range are left out.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
     /// Top-1 agreement a shuffled range must keep to count as interchangeable.

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use io::{read_parquet, write_parquet};
+use variant::distinct_shuffles;
 pub use variant::{Variant, VariantError, VariantSet};
 
 use crate::capture::batch::{plan_batches, Batch, Padding};
@@ -88,7 +89,8 @@ pub struct InterventionOptions {
     pub limit: Option<usize>,
     pub weight_mode: WeightMode,
     pub variants: Vec<(String, VariantSet)>,
-    /// Seeds per shuffled range.
+    /// Seeds per shuffled range. Seeds that draw an order already drawn for
+    /// the range are left out, so a range of two blocks runs once.
     pub seeds: u64,
     /// Top-1 agreement a shuffled range must keep to count as interchangeable.
     pub threshold: f64,
@@ -745,15 +747,15 @@ fn scan_shuffles(
         let starts: Vec<usize> = (0..=n - width).step_by(stride).collect();
         for start in starts {
             let end = start + width - 1;
+            let variants = distinct_shuffles(start, end, opts.seeds.max(1), n);
             let mut sum = 0.0;
-            for seed in 0..opts.seeds.max(1) {
-                let variant = Variant::Shuffle { start, end, seed };
-                let m = measure_once(experiment, journal, &variant)?;
+            for variant in &variants {
+                let m = measure_once(experiment, journal, variant)?;
                 sum += m.top1_agreement;
                 shuffles.push((variant.clone(), m.top1_agreement));
-                rows.extend(experiment.rows_for(&variant, &m));
+                rows.extend(experiment.rows_for(variant, &m));
             }
-            any_pass |= sum / opts.seeds.max(1) as f64 >= opts.threshold;
+            any_pass |= sum / variants.len() as f64 >= opts.threshold;
         }
         info!(
             "shuffle scan: width {width} {}",

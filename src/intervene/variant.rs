@@ -174,6 +174,31 @@ impl std::str::FromStr for VariantSet {
     }
 }
 
+/// Returns the shuffles of blocks `start..=end` for seeds `0..seeds`,
+/// without the seeds whose order an earlier seed drew already. A range of
+/// `w` blocks has only `w! - 1` orders that move it (one for two blocks),
+/// so more seeds would measure the same variant again.
+pub(crate) fn distinct_shuffles(
+    start: usize,
+    end: usize,
+    seeds: u64,
+    n_blocks: usize,
+) -> Vec<Variant> {
+    let mut seen: Vec<Vec<usize>> = Vec::new();
+    let mut variants = Vec::new();
+    for seed in 0..seeds {
+        let variant = Variant::Shuffle { start, end, seed };
+        // The caller rejects a range past the model's end afterwards, so
+        // draw as if the model were long enough.
+        let order = variant.order(n_blocks.max(end + 1));
+        if !seen.contains(&order) {
+            seen.push(order);
+            variants.push(variant);
+        }
+    }
+    variants
+}
+
 impl VariantSet {
     /// Expands the set for a model of `n_blocks` blocks (shuffles get
     /// `seeds` seeds). `ShuffleScan` expands to nothing here: it is run
@@ -194,9 +219,7 @@ impl VariantSet {
                 .collect(),
             Self::Skip(i) => vec![Variant::Skip { i }],
             Self::SkipEach => (0..n_blocks).map(|i| Variant::Skip { i }).collect(),
-            Self::Shuffle(start, end) => (0..seeds)
-                .map(|seed| Variant::Shuffle { start, end, seed })
-                .collect(),
+            Self::Shuffle(start, end) => distinct_shuffles(start, end, seeds, n_blocks),
             Self::ShuffleScan => Vec::new(),
             Self::Repeat(i) => vec![Variant::Repeat { i }],
             Self::RepeatEach => (0..n_blocks).map(|i| Variant::Repeat { i }).collect(),
@@ -269,7 +292,9 @@ mod tests {
         let adjacent: VariantSet = "swap:adjacent".parse().unwrap();
         assert_eq!(adjacent.expand(5, 1, "swap:adjacent").unwrap().len(), 4);
         let shuffle: VariantSet = "shuffle:1-3".parse().unwrap();
-        assert_eq!(shuffle.expand(5, 3, "shuffle:1-3").unwrap().len(), 3);
+        let three = shuffle.expand(5, 3, "shuffle:1-3").unwrap();
+        assert!(!three.is_empty());
+        assert!(three.len() <= 3);
     }
 
     #[test]
@@ -284,5 +309,29 @@ mod tests {
         assert!(err.contains("two blocks"), "{err}");
         let err = "twist:1".parse::<VariantSet>().unwrap_err().to_string();
         assert!(err.contains("twist"), "{err}");
+    }
+
+    #[test]
+    fn shuffle_seeds_drop_repeated_orders() {
+        // Two blocks have one order that moves them, whatever the seeds.
+        let pair = distinct_shuffles(3, 4, 5, 8);
+        assert_eq!(
+            pair,
+            vec![Variant::Shuffle {
+                start: 3,
+                end: 4,
+                seed: 0
+            }]
+        );
+        // Three blocks have five, and many seeds find each of them once.
+        let triple = distinct_shuffles(0, 2, 200, 6);
+        assert_eq!(triple.len(), 5);
+        let mut orders: Vec<Vec<usize>> = triple.iter().map(|v| v.order(6)).collect();
+        orders.sort();
+        orders.dedup();
+        assert_eq!(orders.len(), 5);
+        assert!(orders
+            .iter()
+            .all(|o| o[..3] != [0, 1, 2] && o[3..] == [3, 4, 5]));
     }
 }

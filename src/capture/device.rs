@@ -33,13 +33,24 @@ impl ComputeDevice {
                     )));
                 }
                 Device::new_cuda(ordinal).map_err(|e| {
+                    // With RUST_BACKTRACE set, candle appends a backtrace to
+                    // the error. It goes to the log, the first line to the user.
+                    let full = e.to_string();
+                    log::debug!("cuda:{ordinal}: {full}");
                     CaptureError::Device(format!(
-                        "cannot open CUDA device {ordinal}: {e}; check nvidia-smi, or use --device cpu"
+                        "cannot open CUDA device {ordinal}: {}; check that the NVIDIA driver is \
+                         installed and nvidia-smi lists the GPU, or use --device cpu",
+                        first_line(&full)
                     ))
                 })
             }
         }
     }
+}
+
+/// Returns the text up to its first line break, trimmed.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
 }
 
 impl fmt::Display for ComputeDevice {
@@ -80,6 +91,13 @@ pub fn parse_device(s: &str) -> Result<ComputeDevice, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_line_drops_backtrace() {
+        let error = "DriverError(CUDA_ERROR_UNKNOWN, \"x\")\n   0: candle_core::error::Error::bt\n";
+        assert_eq!(first_line(error), "DriverError(CUDA_ERROR_UNKNOWN, \"x\")");
+        assert_eq!(first_line(""), "");
+    }
 
     #[test]
     fn device_names_parse_and_print() {

@@ -176,6 +176,27 @@ fn streamed_grams_equal_whole_grams() {
 }
 
 #[test]
+fn rbf_pairs_ignore_linear_form() {
+    // RBF kernels are Grams under any plan for the linear ones, so their
+    // pair products come from the same blocked pass, to the bit.
+    let (a, b) = (model("a", 3, 40, 1), model("b", 2, 30, 2));
+    let metrics = specs(&["rbf_cka", "linear_cka"]);
+    let run = |form| {
+        let opts = GridOptions {
+            linear_kernel: form,
+            ..GridOptions::default()
+        };
+        compare_grid(&a, &b, &metrics, &opts).unwrap()
+    };
+    let (streamed, grams) = (run(LinearKernelForm::Streamed), run(LinearKernelForm::Gram));
+    for (s, g) in streamed.iter().zip(&grams) {
+        if s.metric.starts_with("rbf") {
+            assert_eq!(s.value, g.value, "{s:?} vs {g:?}");
+        }
+    }
+}
+
+#[test]
 fn self_grid_matches_grid_against_a_copy() {
     let a = model("a", 3, 6, 3);
     let copy = a.clone();

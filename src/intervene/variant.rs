@@ -184,13 +184,20 @@ pub(crate) fn distinct_shuffles(
     seeds: u64,
     n_blocks: usize,
 ) -> Vec<Variant> {
+    if end >= n_blocks {
+        // Left for the caller to reject with the range, without drawing
+        // orders of a model that long.
+        return vec![Variant::Shuffle {
+            start,
+            end,
+            seed: 0,
+        }];
+    }
     let mut seen: Vec<Vec<usize>> = Vec::new();
     let mut variants = Vec::new();
     for seed in 0..seeds {
         let variant = Variant::Shuffle { start, end, seed };
-        // The caller rejects a range past the model's end afterwards, so
-        // draw as if the model were long enough.
-        let order = variant.order(n_blocks.max(end + 1));
+        let order = variant.order(n_blocks);
         if !seen.contains(&order) {
             seen.push(order);
             variants.push(variant);
@@ -303,6 +310,15 @@ mod tests {
         let err = out.expand(5, 1, "skip:9").unwrap_err().to_string();
         assert!(err.contains("block 9"), "{err}");
         assert!(err.contains("0..=4"), "{err}");
+        // A range past the end is rejected before any order is drawn.
+        let far: VariantSet = "shuffle:0-18446744073709551615".parse().unwrap();
+        let err = far
+            .expand(8, 3, "shuffle:0-18446744073709551615")
+            .unwrap_err();
+        assert!(
+            matches!(err, VariantError::OutOfRange { max: 7, .. }),
+            "{err}"
+        );
         let err = "shuffle:6-2".parse::<VariantSet>().unwrap_err().to_string();
         assert!(err.contains("empty range"), "{err}");
         let err = "shuffle:2-2".parse::<VariantSet>().unwrap_err().to_string();

@@ -343,7 +343,7 @@ pub(crate) fn streamed_crosses(
                 }),
                 Storage::Means(mean) => Some(StreamLayer {
                     rows: *rows,
-                    mean: mean.as_slice(),
+                    mean: Some(mean.as_slice().expect("means are a new, contiguous array")),
                 }),
                 Storage::Gram(_) => None,
             })

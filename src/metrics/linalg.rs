@@ -433,7 +433,8 @@ pub(crate) fn streamed_gram_dots<'a>(
         return None;
     }
 
-    let size = gram_tile(n);
+    // No tile is larger than the Gram itself.
+    let size = gram_tile(n).min(n);
     let starts: Vec<usize> = (0..n).step_by(size).collect();
     let tiles: Vec<(usize, usize)> = (0..starts.len())
         .flat_map(|r| (r..starts.len()).map(move |c| (r, c)))

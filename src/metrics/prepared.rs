@@ -34,8 +34,10 @@ pub enum LinearKernelForm {
     Gram,
     /// The centred n x d features of each layer.
     Features,
-    /// The centred features of each layer, with every pair's Gram product
-    /// formed from tiles of the Grams, so that no whole Gram is held.
+    /// Every pair's Gram product formed from tiles of the Grams, so that no
+    /// whole Gram is held. A grid of observed values only keeps each
+    /// layer's column means and centres the tiles' rows as it reads them.
+    /// With permutations or resamples it keeps the centred features.
     /// Cheaper than `Features` when `n` is below about
     /// `Σd_a · Σd_b / (Σd_a + Σd_b)`; permutations and resamples use the
     /// feature form.
@@ -321,11 +323,13 @@ pub(crate) fn pair_dots(a: &[Prepared], b: &[Prepared], plan: &Plan) -> Option<V
         KernelForm::Streamed | KernelForm::StreamedFromRows
     );
     let dots = match (kernels(a), kernels(b)) {
-        (Some(_), Some(_)) if streamed => {
+        (Some(grams_a), Some(grams_b)) if streamed => {
             let same =
                 a.len() == b.len() && std::ptr::eq(a.as_ptr().cast::<()>(), b.as_ptr().cast());
             let (ka, kb) = (with_rows(a)?, with_rows(b)?);
-            streamed_crosses(&ka, (!same).then_some(&kb[..]))?
+            // RBF kernels are Grams whatever the plan for linear ones.
+            streamed_crosses(&ka, (!same).then_some(&kb[..]))
+                .or_else(|| gram_crosses(&grams_a, &grams_b))?
         }
         (Some(ka), Some(kb)) => gram_crosses(&ka, &kb)?,
         _ => blocked_dots(&rdm_vectors(a)?, &rdm_vectors(b)?)?,

@@ -270,7 +270,7 @@ fn real_run_draws_every_figure() {
     assert!(svg.contains("relative depth"));
     let svg = read_svg(&dir.join("smollm2__shuffle.svg"));
     assert!(svg.contains("smollm2: shuffling a range of blocks"));
-    assert!(svg.contains("1 range, up to 2 seeds each"));
+    assert!(svg.contains("1 range, up to 2 orders each"));
     let svg = read_svg(&dir.join("smollm2__cka_vs_swap.svg"));
     assert!(svg.contains("how alike the layers are"));
     assert!(svg.contains("over 12 stimuli"));

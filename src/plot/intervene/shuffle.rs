@@ -99,8 +99,13 @@ impl ShuffleFigure {
             1 => "1 range".to_owned(),
             n => format!("{n} ranges"),
         };
+        // Seeds that repeat an order are dropped, so ranges differ in count.
+        let orders = match seeds {
+            1 => "one order each".to_owned(),
+            n => format!("up to {n} orders each"),
+        };
         format!(
-            "top-1 agreement vs the unmodified model over {}; {ranges}, up to {seeds} seeds each",
+            "top-1 agreement vs the unmodified model over {}; {ranges}, {orders}",
             self.info.stimuli()
         )
     }

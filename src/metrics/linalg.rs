@@ -441,8 +441,14 @@ pub(crate) fn streamed_gram_dots<'a>(
         .collect();
     let span = |k: usize| starts[k]..(starts[k] + size).min(n);
 
-    let shares: Vec<StreamedDots> = tiles
-        .par_iter()
+    // Tasks are handed out one at a time, off-diagonal tiles (a whole GEMM
+    // each) before diagonal ones (half of one), so that the short tasks
+    // fill the end. Shares are added back in tile order below.
+    let mut queue: Vec<usize> = (0..tiles.len()).collect();
+    queue.sort_by_key(|&k| tiles[k].0 == tiles[k].1);
+    let mut shares: Vec<(usize, StreamedDots)> = queue
+        .into_iter()
+        .par_bridge()
         .map_init(
             || {
                 (
@@ -450,7 +456,8 @@ pub(crate) fn streamed_gram_dots<'a>(
                     b.map(|b| TileBlock::new(b.len(), size)),
                 )
             },
-            |(block_a, block_b), &(r, c)| {
+            |(block_a, block_b), k| {
+                let (r, c) = tiles[k];
                 block_a.fill(a, span(r), span(c));
                 match b.zip(block_b.as_mut()) {
                     // The diagonal of the product itself, so that a layer's
@@ -458,24 +465,27 @@ pub(crate) fn streamed_gram_dots<'a>(
                     None => {
                         let cross = block_a.cross(block_a);
                         let own = cross.diag().to_vec();
-                        StreamedDots {
+                        let share = StreamedDots {
                             cross,
                             self_a: own.clone(),
                             self_b: own,
-                        }
+                        };
+                        (k, share)
                     }
                     Some((b, block_b)) => {
                         block_b.fill(b, span(r), span(c));
-                        StreamedDots {
+                        let share = StreamedDots {
                             cross: block_a.cross(block_b),
                             self_a: block_a.norms(),
                             self_b: block_b.norms(),
-                        }
+                        };
+                        (k, share)
                     }
                 }
             },
         )
         .collect();
+    shares.sort_by_key(|(k, _)| *k);
 
     let nb = b.map_or(a.len(), <[_]>::len);
     let mut out = StreamedDots {
@@ -483,7 +493,7 @@ pub(crate) fn streamed_gram_dots<'a>(
         self_a: vec![0.0; a.len()],
         self_b: vec![0.0; nb],
     };
-    for share in &shares {
+    for (_, share) in &shares {
         out.cross += &share.cross;
         for (total, v) in out.self_a.iter_mut().zip(&share.self_a) {
             *total += v;

@@ -74,7 +74,7 @@ print(next(os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["n
 fi
 
 # cudarc 0.19 has bindings for CUDA versions up to 13.4 only, so the build
-# asks for those. NOTE: no binary so built has run against a real driver.
+# selects those. NOTE: no binary so built has run against a real driver.
 export CUDA_ROOT=$cuda CUDA_PATH=$cuda
 export CUDARC_CUDA_VERSION=13040
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}

@@ -14,7 +14,7 @@ use super::MetricError;
 
 /// Returns `x` with the mean of each column subtracted, in standard layout.
 pub(crate) fn centre_columns(x: ArrayView2<f64>) -> Array2<f64> {
-    centre_columns_with_sums(x).centred
+    centre_rows_with(x, |_| {})
 }
 
 /// Column-centred features and two sums over them, from one pass.
@@ -30,31 +30,38 @@ pub(crate) struct CentredFeatures {
 /// Centres the columns of `x` and takes the row norms and column sums of
 /// the result while each row is in cache, instead of in passes of their own.
 pub(crate) fn centre_columns_with_sums(x: ArrayView2<f64>) -> CentredFeatures {
+    let mut row_norms = Vec::with_capacity(x.nrows());
+    let mut col_sums = vec![0.0; x.ncols()];
+    let centred = centre_rows_with(x, |row| {
+        row_norms.push(dot_slices(row, row));
+        for (sum, v) in col_sums.iter_mut().zip(row) {
+            *sum += v;
+        }
+    });
+    CentredFeatures {
+        centred,
+        row_norms: Array1::from(row_norms),
+        col_sums: Array1::from(col_sums),
+    }
+}
+
+/// Returns `x` with the mean of each column subtracted, calling `each` on
+/// every centred row right after it is written.
+fn centre_rows_with(x: ArrayView2<f64>, mut each: impl FnMut(&[f64])) -> Array2<f64> {
     let (n, d) = x.dim();
     let mean = x
         .mean_axis(Axis(0))
         .expect("callers check for at least one row");
     let mean = mean.as_slice().expect("a new array is contiguous");
-    let mut data = Vec::with_capacity(n * d);
-    let mut row_norms = Vec::with_capacity(n);
-    let mut col_sums = vec![0.0; d];
-    for row in x.rows() {
-        let start = data.len();
-        match row.to_slice() {
-            Some(values) => data.extend(values.iter().zip(mean).map(|(v, m)| v - m)),
-            None => data.extend(row.iter().zip(mean).map(|(v, m)| v - m)),
-        }
-        let centred = &data[start..];
-        row_norms.push(dot_slices(centred, centred));
-        for (sum, v) in col_sums.iter_mut().zip(centred) {
-            *sum += v;
-        }
+    let mut centred = Array2::<f64>::zeros((n, d));
+    for (row, mut out) in x.rows().into_iter().zip(centred.rows_mut()) {
+        let out = out
+            .as_slice_mut()
+            .expect("rows of a new array are contiguous");
+        centre_row(row, mean, out);
+        each(out);
     }
-    CentredFeatures {
-        centred: Array2::from_shape_vec((n, d), data).expect("n rows of d values"),
-        row_norms: Array1::from(row_norms),
-        col_sums: Array1::from(col_sums),
-    }
+    centred
 }
 
 /// Writes `row - mean` into `out`, the same values as a row of
@@ -293,9 +300,9 @@ pub(crate) struct StreamedDots {
 }
 
 /// One task's tile of every layer's Gram, flattened one layer per row, in
-/// two parts: the entries that count for themselves and their mirror image
-/// (all of an off-diagonal tile, the strict upper triangle of a diagonal
-/// one) and the diagonal entries, which count once. Kept across a task's
+/// two parts. `twice` contains the entries that count for themselves and
+/// their mirror image: all of an off-diagonal tile, or the strict upper
+/// triangle of a diagonal one. `once` contains the diagonal entries. Kept across a task's
 /// tiles, because fresh buffers are zeroed by the kernel page by page on
 /// first use.
 struct TileBlock {
@@ -417,10 +424,10 @@ impl TileBlock {
 ///
 /// The Grams are symmetric and cut into square tiles, of which only those
 /// on or above the diagonal are formed. Each task forms one tile of every
-/// layer's Gram (one GEMM per layer, or `dsyrk` on the diagonal), flattens
-/// the tiles into the rows of one matrix per side, and one GEMM of those
-/// gives the tile's share of every pair: entries above the diagonal count
-/// twice, for their mirror images. Each flattened tile's squared norm is
+/// layer's Gram (one GEMM per layer, or `dsyrk` on the diagonal) and
+/// flattens the tiles into the rows of one matrix per side. One GEMM of
+/// those gives the tile's share of every pair, where entries above the
+/// diagonal count twice, for their mirror images. Each flattened tile's squared norm is
 /// its share of the layer's own product. Shares are added in tile order,
 /// so the result does not depend on the thread count.
 pub(crate) fn streamed_gram_dots<'a>(

@@ -44,10 +44,12 @@ enum Command {
     Demo(DemoCommand),
 }
 
+/// The model and stimuli of `capture` and `intervene`.
 #[derive(Args)]
-struct CaptureArgs {
+struct ModelInput {
     /// A GGUF file, a Hugging Face folder (config.json, model.safetensors,
-    /// tokenizer.json) or a Hub id written hf:owner/name[@revision][:file.gguf].
+    /// tokenizer.json) or a Hub id written hf:owner/name[@revision][:file.gguf];
+    /// intervene takes decoders only.
     #[arg(long)]
     model: String,
     /// Read Hub models from the local cache only (also HF_HUB_OFFLINE=1).
@@ -62,6 +64,31 @@ struct CaptureArgs {
     /// Use only the first N stimuli.
     #[arg(long)]
     limit: Option<usize>,
+}
+
+impl ModelInput {
+    /// Rejects a zero `--limit` and a blank `--name`.
+    fn check(&self) -> Result<()> {
+        if self.limit == Some(0) {
+            bail!(
+                "invalid --limit 0: give a positive number of stimuli, \
+                 or leave --limit out to use all of them"
+            );
+        }
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            bail!(
+                "invalid --name: it is blank; give a short model name, \
+                 or leave --name out to use the file stem"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    #[command(flatten)]
+    input: ModelInput,
     /// Run directory to write.
     #[arg(long)]
     out: PathBuf,
@@ -177,21 +204,8 @@ struct PlotArgs {
 
 #[derive(Args)]
 struct InterveneArgs {
-    /// A decoder: GGUF file, Hugging Face folder or hf:owner/name Hub id.
-    #[arg(long)]
-    model: String,
-    /// Read Hub models from the local cache only (also HF_HUB_OFFLINE=1).
-    #[arg(long)]
-    offline: bool,
-    /// Short model name for tables and figures (default: file stem).
-    #[arg(long)]
-    name: Option<String>,
-    /// Stimulus file: JSON lines with id, category and text.
-    #[arg(long)]
-    stimuli: PathBuf,
-    /// Use only the first N stimuli.
-    #[arg(long)]
-    limit: Option<usize>,
+    #[command(flatten)]
+    input: ModelInput,
     /// Variants, separated by ';': swap:I,J swap:adjacent swap:all skip:I skip:each
     /// shuffle:START-END shuffle:scan repeat:I repeat:each (blocks are 0-based).
     #[arg(long, value_delimiter = ';', required = true)]
@@ -318,12 +332,7 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
     if args.max_tokens == Some(0) {
         bail!("--max-tokens must be positive");
     }
-    if args.limit == Some(0) {
-        bail!("--limit must be positive");
-    }
-    if args.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-        bail!("--name must not be empty");
-    }
+    args.input.check()?;
     let taps = args
         .taps
         .iter()
@@ -334,11 +343,11 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         })
         .collect();
     let opts = CaptureOptions {
-        model: args.model.parse()?,
-        offline: args.offline,
-        model_name: args.name,
-        stimuli: args.stimuli,
-        limit: args.limit,
+        model: args.input.model.parse()?,
+        offline: args.input.offline,
+        model_name: args.input.name,
+        stimuli: args.input.stimuli,
+        limit: args.input.limit,
         out: args.out,
         pooling: args.pooling,
         padding: args.padding,
@@ -441,6 +450,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
 }
 
 fn run_intervene(args: InterveneArgs) -> Result<()> {
+    args.input.check()?;
     let mut variants = Vec::new();
     for spec in args
         .variants
@@ -451,11 +461,11 @@ fn run_intervene(args: InterveneArgs) -> Result<()> {
         variants.push((spec.to_string(), spec.parse::<VariantSet>()?));
     }
     let opts = InterventionOptions {
-        model: args.model.parse()?,
-        offline: args.offline,
-        model_name: args.name,
-        stimuli: args.stimuli,
-        limit: args.limit,
+        model: args.input.model.parse()?,
+        offline: args.input.offline,
+        model_name: args.input.name,
+        stimuli: args.input.stimuli,
+        limit: args.input.limit,
         weight_mode: args.weights,
         variants,
         seeds: args.seeds,

@@ -530,6 +530,30 @@ fn intervene_writes_rows_summary_and_figures() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("block 99"), "{}", stderr(&bad));
+
+    // Capture and intervene share the checks of the model and stimuli.
+    for (flag, value, message) in [
+        ("--limit", "0", "invalid --limit 0"),
+        ("--name", " ", "invalid --name"),
+    ] {
+        let fresh = dir.path().join("fresh.parquet");
+        let bad = repatlas(&[
+            "intervene",
+            "--model",
+            s(&model),
+            "--stimuli",
+            s(&stimuli),
+            flag,
+            value,
+            "--variants",
+            "skip:3",
+            "--out",
+            s(&fresh),
+        ]);
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(stderr(&bad).contains(message), "{}", stderr(&bad));
+        assert!(!fresh.exists());
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

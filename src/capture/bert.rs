@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::batch::Batch;
-use super::decoder::{Hidden, Tap};
+use super::decoder::{BlockActivations, Hidden, Tap};
 use super::CaptureError;
 
 type CResult<T> = candle_core::Result<T>;
@@ -288,16 +288,8 @@ struct Layer {
     output_layer_norm: LayerNorm,
 }
 
-/// The activations of one block.
-struct LayerActivations {
-    attn_out: Tensor,
-    resid_mid: Tensor,
-    mlp_out: Tensor,
-    resid_post: Tensor,
-}
-
 impl Layer {
-    fn forward(&self, xs: &Tensor, mask: &Tensor) -> CResult<LayerActivations> {
+    fn forward(&self, xs: &Tensor, mask: &Tensor) -> CResult<BlockActivations> {
         let attn_out = self.attention.forward(xs, mask)?;
         let resid_mid = self.attention_layer_norm.forward(&(xs + &attn_out)?)?;
         let hidden = self
@@ -305,7 +297,7 @@ impl Layer {
             .forward(&self.intermediate_dense.forward(&resid_mid)?)?;
         let mlp_out = self.output_dense.forward(&hidden)?;
         let resid_post = self.output_layer_norm.forward(&(&resid_mid + &mlp_out)?)?;
-        Ok(LayerActivations {
+        Ok(BlockActivations {
             attn_out,
             resid_mid,
             mlp_out,
@@ -386,27 +378,10 @@ impl Bert {
         let mask = attention_mask(batch, &self.device)?;
 
         let mut xs = self.embeddings.forward(&ids, &positions, (b, t))?;
-        let keep = |tap: Tap| taps.contains(&tap);
-        let mut hidden = Hidden {
-            resid_post: vec![xs.clone()],
-            resid_mid: Vec::new(),
-            attn_out: Vec::new(),
-            mlp_out: Vec::new(),
-            final_norm: xs.clone(),
-        };
+        let mut hidden = Hidden::starting_from(&xs);
         for layer in &self.layers {
             let acts = layer.forward(&xs, &mask)?;
-            if keep(Tap::ResidMid) {
-                hidden.resid_mid.push(acts.resid_mid);
-            }
-            if keep(Tap::AttnOut) {
-                hidden.attn_out.push(acts.attn_out);
-            }
-            if keep(Tap::MlpOut) {
-                hidden.mlp_out.push(acts.mlp_out);
-            }
-            xs = acts.resid_post;
-            hidden.resid_post.push(xs.clone());
+            xs = hidden.push(acts, taps);
         }
         hidden.final_norm = xs;
         Ok(hidden)

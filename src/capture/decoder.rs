@@ -248,6 +248,36 @@ pub struct Hidden {
     pub final_norm: Tensor,
 }
 
+impl Hidden {
+    /// Starts the states of a batch from its embedding output. `final_norm`
+    /// is the embedding output until the caller sets it.
+    pub(crate) fn starting_from(embeddings: &Tensor) -> Self {
+        Hidden {
+            resid_post: vec![embeddings.clone()],
+            resid_mid: Vec::new(),
+            attn_out: Vec::new(),
+            mlp_out: Vec::new(),
+            final_norm: embeddings.clone(),
+        }
+    }
+
+    /// Keeps one block's output and the taps in `taps`, and returns the
+    /// output for the next block.
+    pub(crate) fn push(&mut self, acts: BlockActivations, taps: &[Tap]) -> Tensor {
+        if taps.contains(&Tap::ResidMid) {
+            self.resid_mid.push(acts.resid_mid);
+        }
+        if taps.contains(&Tap::AttnOut) {
+            self.attn_out.push(acts.attn_out);
+        }
+        if taps.contains(&Tap::MlpOut) {
+            self.mlp_out.push(acts.mlp_out);
+        }
+        self.resid_post.push(acts.resid_post.clone());
+        acts.resid_post
+    }
+}
+
 /// Batch-level inputs of the blocks, computed once per batch.
 pub struct Prepared {
     /// Token embeddings `batch pos d_model` (scaled for Gemma).
@@ -324,27 +354,10 @@ impl Decoder {
     pub fn forward(&self, batch: &Batch, order: &[usize], taps: &[Tap]) -> CResult<Hidden> {
         let prepared = self.prepare(batch)?;
         let mut xs = prepared.embeddings.clone();
-        let keep = |tap: Tap| taps.contains(&tap);
-        let mut hidden = Hidden {
-            resid_post: vec![xs.clone()],
-            resid_mid: Vec::new(),
-            attn_out: Vec::new(),
-            mlp_out: Vec::new(),
-            final_norm: xs.clone(),
-        };
+        let mut hidden = Hidden::starting_from(&xs);
         for &i in order {
             let acts = self.layers[i].forward(&xs, &prepared, &self.rotary)?;
-            if keep(Tap::ResidMid) {
-                hidden.resid_mid.push(acts.resid_mid);
-            }
-            if keep(Tap::AttnOut) {
-                hidden.attn_out.push(acts.attn_out);
-            }
-            if keep(Tap::MlpOut) {
-                hidden.mlp_out.push(acts.mlp_out);
-            }
-            xs = acts.resid_post;
-            hidden.resid_post.push(xs.clone());
+            xs = hidden.push(acts, taps);
         }
         hidden.final_norm = self.norm.forward(&xs)?;
         Ok(hidden)

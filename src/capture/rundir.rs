@@ -357,21 +357,32 @@ impl MappedSafetensors {
         Ok(Array2::from_shape_vec((shape[0], shape[1]), values).expect("shape matches data"))
     }
 
-    /// Reads an f32 tensor's shape and values.
-    pub fn f32_data(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), CaptureError> {
-        let tensors = self.tensors()?;
+    /// The tensor `name` of `tensors`, which must hold `dtype` values.
+    fn view_of<'a>(
+        &self,
+        tensors: &'a SafeTensors<'a>,
+        name: &str,
+        dtype: Dtype,
+    ) -> Result<TensorView<'a>, CaptureError> {
         let view = tensors
             .tensor(name)
             .map_err(|_| CaptureError::MissingTensor {
                 path: self.path.clone(),
                 name: name.to_string(),
             })?;
-        if view.dtype() != Dtype::F32 {
+        if view.dtype() != dtype {
             return Err(CaptureError::InvalidModelFile {
                 path: self.path.clone(),
-                message: format!("tensor {name} is {:?}, expected F32", view.dtype()),
+                message: format!("tensor {name} is {:?}, expected {dtype:?}", view.dtype()),
             });
         }
+        Ok(view)
+    }
+
+    /// Reads an f32 tensor's shape and values.
+    pub fn f32_data(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), CaptureError> {
+        let tensors = self.tensors()?;
+        let view = self.view_of(&tensors, name, Dtype::F32)?;
         let data = view
             .data()
             .chunks_exact(4)
@@ -383,18 +394,7 @@ impl MappedSafetensors {
     /// Reads a 1-D i64 tensor.
     pub fn i64_data(&self, name: &str) -> Result<Vec<i64>, CaptureError> {
         let tensors = self.tensors()?;
-        let view = tensors
-            .tensor(name)
-            .map_err(|_| CaptureError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_string(),
-            })?;
-        if view.dtype() != Dtype::I64 {
-            return Err(CaptureError::InvalidModelFile {
-                path: self.path.clone(),
-                message: format!("tensor {name} is {:?}, expected I64", view.dtype()),
-            });
-        }
+        let view = self.view_of(&tensors, name, Dtype::I64)?;
         Ok(view
             .data()
             .chunks_exact(8)

@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use candle_core::Tensor;
 use repatlas::capture::batch::{Batch, Padding};
 use repatlas::capture::decoder::{Decoder, Tap};
@@ -203,44 +205,36 @@ fn tiny_batches_equal_single_runs() {
     }
 }
 
+/// Copies the tiny Llama's weights into `dir` and returns its config.
+fn tiny_llama_folder(dir: &Path) -> serde_json::Value {
+    let src = common::fixture("reference/tiny_models/llama");
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap()
+}
+
+/// Writes `config` into `dir` and returns the message of the load error.
+fn load_error(dir: &Path, config: &serde_json::Value, case: &str) -> String {
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
+    Decoder::from_hf_folder(dir, false)
+        .err()
+        .unwrap_or_else(|| panic!("{case} loaded without an error"))
+        .to_string()
+}
+
 #[test]
 fn missing_config_key_names_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::fixture("reference/tiny_models/llama");
-    std::fs::copy(
-        src.join("model.safetensors"),
-        dir.path().join("model.safetensors"),
-    )
-    .unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    let mut config = tiny_llama_folder(dir.path());
     config.as_object_mut().unwrap().remove("intermediate_size");
-    std::fs::write(
-        dir.path().join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("missing key is an error")
-        .to_string();
-    assert!(
-        err.contains("intermediate_size") && err.contains("config.json"),
-        "{err}"
-    );
+    let err = load_error(dir.path(), &config, "a missing key");
+    assert!(err.contains("intermediate_size"), "{err}");
+    assert!(err.contains("config.json"), "{err}");
 
     config["intermediate_size"] = 128.into();
     config["model_type"] = "falcon".into();
-    std::fs::write(
-        dir.path().join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("unknown arch is an error")
-        .to_string();
-    assert!(err.contains("falcon") && err.contains("llama"), "{err}");
+    let err = load_error(dir.path(), &config, "an unknown architecture");
+    assert!(err.contains("falcon"), "{err}");
+    assert!(err.contains("llama"), "{err}");
 }
 
 #[test]
@@ -252,66 +246,41 @@ fn missing_or_misshapen_tensor_is_named() {
     let tensors =
         candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu)
             .unwrap();
+    let weights_error = |tensors: &HashMap<String, Tensor>, case: &str| {
+        candle_core::safetensors::save(tensors, dir.path().join("model.safetensors")).unwrap();
+        Decoder::from_hf_folder(dir.path(), false)
+            .err()
+            .unwrap_or_else(|| panic!("{case} loaded without an error"))
+            .to_string()
+    };
 
     let mut missing: HashMap<String, Tensor> = tensors.clone();
     missing.remove("model.layers.2.mlp.up_proj.weight");
-    candle_core::safetensors::save(&missing, dir.path().join("model.safetensors")).unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("missing tensor")
-        .to_string();
+    let err = weights_error(&missing, "a missing tensor");
     assert!(err.contains("model.layers.2.mlp.up_proj.weight"), "{err}");
 
     let mut wrong = tensors;
     let bad = Tensor::zeros((64, 63), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
     wrong.insert("model.layers.1.self_attn.q_proj.weight".into(), bad);
-    candle_core::safetensors::save(&wrong, dir.path().join("model.safetensors")).unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("wrong shape")
-        .to_string();
+    let err = weights_error(&wrong, "a misshapen tensor");
     assert!(
-        err.contains("model.layers.1.self_attn.q_proj.weight") && err.contains("[64, 63]"),
+        err.contains("model.layers.1.self_attn.q_proj.weight"),
         "{err}"
     );
+    assert!(err.contains("[64, 63]"), "{err}");
 }
 
 #[test]
 fn rope_scaling_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::fixture("reference/tiny_models/llama");
-    std::fs::copy(
-        src.join("model.safetensors"),
-        dir.path().join("model.safetensors"),
-    )
-    .unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    let mut config = tiny_llama_folder(dir.path());
     config["rope_parameters"] =
         serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0});
-    std::fs::write(
-        dir.path().join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("scaled RoPE is rejected")
-        .to_string();
-    assert!(
-        err.contains("llama3") && err.contains("RoPE scaling"),
-        "{err}"
-    );
+    let err = load_error(dir.path(), &config, "scaled RoPE");
+    assert!(err.contains("llama3"), "{err}");
+    assert!(err.contains("RoPE scaling"), "{err}");
 
     config["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": "big"});
-    std::fs::write(
-        dir.path().join("config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    let err = Decoder::from_hf_folder(dir.path(), false)
-        .err()
-        .expect("a string theta is rejected")
-        .to_string();
+    let err = load_error(dir.path(), &config, "a string theta");
     assert!(err.contains("rope_theta"), "{err}");
 }

@@ -21,9 +21,11 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-fn capture(model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
+/// Runs `verb` (capture or intervene) on `model` and `stimuli`, writing to
+/// `out`, with the `extra` arguments.
+fn run_model(verb: &str, model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "capture",
+        verb,
         "--model",
         s(model),
         "--stimuli",
@@ -33,6 +35,14 @@ fn capture(model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     repatlas(&args)
+}
+
+fn capture(model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_model("capture", model, stimuli, out, extra)
+}
+
+fn intervene(model: &Path, stimuli: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_model("intervene", model, stimuli, out, extra)
 }
 
 fn small_stimuli() -> PathBuf {
@@ -479,22 +489,19 @@ fn intervene_writes_rows_summary_and_figures() {
     let out = dir.path().join("iv.parquet");
     let figures = dir.path().join("figs");
     let stimuli = small_stimuli();
-    let args = [
-        "intervene",
-        "--model",
-        s(&model),
-        "--stimuli",
-        s(&stimuli),
-        "--limit",
-        "2",
-        "--variants",
-        "swap:0,1;swap:10,11;skip:3;skip:15",
-        "--out",
-        s(&out),
-        "--figures",
-        s(&figures),
-    ];
-    let result = repatlas(&args);
+    let result = intervene(
+        &model,
+        &stimuli,
+        &out,
+        &[
+            "--limit",
+            "2",
+            "--variants",
+            "swap:0,1;swap:10,11;skip:3;skip:15",
+            "--figures",
+            s(&figures),
+        ],
+    );
     assert!(result.status.success(), "{}", stderr(&result));
     let summary = String::from_utf8(result.stdout).unwrap();
     assert!(summary.contains("skipping block"), "{summary}");
@@ -517,17 +524,7 @@ fn intervene_writes_rows_summary_and_figures() {
         "{listed}"
     );
 
-    let bad = repatlas(&[
-        "intervene",
-        "--model",
-        s(&model),
-        "--stimuli",
-        s(&stimuli),
-        "--variants",
-        "skip:99",
-        "--out",
-        s(&out),
-    ]);
+    let bad = intervene(&model, &stimuli, &out, &["--variants", "skip:99"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("block 99"), "{}", stderr(&bad));
 
@@ -537,19 +534,12 @@ fn intervene_writes_rows_summary_and_figures() {
         ("--name", " ", "invalid --name"),
     ] {
         let fresh = dir.path().join("fresh.parquet");
-        let bad = repatlas(&[
-            "intervene",
-            "--model",
-            s(&model),
-            "--stimuli",
-            s(&stimuli),
-            flag,
-            value,
-            "--variants",
-            "skip:3",
-            "--out",
-            s(&fresh),
-        ]);
+        let bad = intervene(
+            &model,
+            &stimuli,
+            &fresh,
+            &[flag, value, "--variants", "skip:3"],
+        );
         assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
         assert!(stderr(&bad).contains(message), "{}", stderr(&bad));
         assert!(!fresh.exists());

@@ -95,9 +95,11 @@ struct CaptureArgs {
     /// How token vectors become one vector per stimulus.
     #[arg(long, value_enum, default_value = "mean")]
     pooling: Pooling,
-    /// Side of each sequence that receives padding in a batch.
-    #[arg(long, value_enum, default_value = "right")]
-    padding: Padding,
+    /// Batch layout: none packs the stimuli end to end without padding (the
+    /// CPU default, fastest), left or right pads each one to the batch's
+    /// longest (the GPU default).
+    #[arg(long, value_enum)]
+    padding: Option<Padding>,
     /// Dequantize weights to f32 (exact parity) or keep them quantized (less
     /// memory, not exact; on the CPU much slower for batched capture).
     #[arg(long, value_enum, default_value = "dequantize")]
@@ -108,7 +110,7 @@ struct CaptureArgs {
     /// Extra activation sites to store besides resid_post (repeatable).
     #[arg(long = "tap", value_enum)]
     taps: Vec<TapArg>,
-    /// Padded token slots per batch.
+    /// Token slots per batch, padding included.
     #[arg(long, default_value_t = 2048)]
     batch_tokens: usize,
     /// Maximum stimuli per batch.
@@ -229,7 +231,7 @@ struct InterveneArgs {
     /// Truncate each stimulus to this many tokens.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
-    /// Padded token slots per batch.
+    /// Token slots per batch, padding included.
     #[arg(long, default_value_t = 2048)]
     batch_tokens: usize,
     /// Parquet file for the rows (one per variant and measure). Finished
@@ -350,7 +352,9 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         limit: args.input.limit,
         out: args.out,
         pooling: args.pooling,
-        padding: args.padding,
+        padding: args
+            .padding
+            .unwrap_or_else(|| args.device.default_padding()),
         weight_mode: args.weights,
         taps,
         max_batch_tokens: args.batch_tokens,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use log::info;
 
-use crate::capture::{self, CaptureOptions, Manifest, Padding, Pooling, WeightMode};
+use crate::capture::{self, CaptureOptions, Manifest, Pooling, WeightMode};
 use crate::compare::{self, CompareOptions, TapChoice};
 use crate::intervene::{self, InterventionOptions, VariantSet};
 use crate::metrics::{GridOptions, MetricSpec};
@@ -251,7 +251,7 @@ fn capture_if_needed(
         limit: args.limit,
         out: out.to_path_buf(),
         pooling: Pooling::Mean,
-        padding: Padding::Right,
+        padding: args.device.default_padding(),
         weight_mode: args.weights,
         taps: Vec::new(),
         max_batch_tokens: 2048,

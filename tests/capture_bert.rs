@@ -148,12 +148,12 @@ fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-/// Valid token vectors of batch row `r` of a `batch pos d_model` tensor.
+/// Token vectors of stimulus `r` of a `rows slots d_model` tensor.
 fn batch_tokens(t: &Tensor, batch: &Batch, r: usize) -> Vec<f32> {
-    let (_, width, d) = t.dims3().unwrap();
+    let d = t.dims3().unwrap().2;
     let all = flat(t);
-    let range = batch.valid_range(r);
-    all[(r * width + range.start) * d..(r * width + range.end) * d].to_vec()
+    let range = batch.slots(r);
+    all[range.start * d..range.end * d].to_vec()
 }
 
 /// Runs the reference's valid ids with its own padding, checks that the
@@ -167,8 +167,20 @@ fn parity(model: &Bert, inputs: &Reference, expected: &Reference) -> Vec<f64> {
         mask, expected.mask,
         "batch layout differs from the reference"
     );
-    assert_eq!(hidden.resid_post.len(), expected.layers.len());
+    worst_per_state(&hidden, expected, |ours, r| {
+        expected.row_tokens(&flat(ours), r)
+    })
+}
 
+/// Returns, for each hidden state and then for `final_norm` against
+/// `last_hidden_state`, the worst relative L2 over the reference's rows
+/// between `tokens(ours, row)` and the reference's valid tokens of that row.
+fn worst_per_state(
+    hidden: &Hidden,
+    expected: &Reference,
+    tokens: impl Fn(&Tensor, usize) -> Vec<f32>,
+) -> Vec<f64> {
+    assert_eq!(hidden.resid_post.len(), expected.layers.len());
     let mut states: Vec<(&Tensor, &[f32])> = hidden
         .resid_post
         .iter()
@@ -179,17 +191,20 @@ fn parity(model: &Bert, inputs: &Reference, expected: &Reference) -> Vec<f64> {
     states
         .iter()
         .map(|(ours, theirs)| {
-            let ours = flat(ours);
             (0..expected.rows)
-                .map(|r| {
-                    rel_l2(
-                        &expected.row_tokens(&ours, r),
-                        &expected.row_tokens(theirs, r),
-                    )
-                })
+                .map(|r| rel_l2(&tokens(ours, r), &expected.row_tokens(theirs, r)))
                 .fold(0.0, f64::max)
         })
         .collect()
+}
+
+/// Runs the reference's valid ids packed without padding and returns, as
+/// [`parity`] does, the worst relative L2 over stimuli for each hidden state
+/// and then for `final_norm`.
+fn packed_parity(model: &Bert, reference: &Reference) -> Vec<f64> {
+    let (batch, hidden) = run(model, &reference.sequences(), Padding::None, &[]);
+    assert_eq!(batch.shape(), (1, batch.n_tokens()));
+    worst_per_state(&hidden, reference, |ours, r| batch_tokens(ours, &batch, r))
 }
 
 fn assert_parity(case: &str, errors: &[f64]) {
@@ -220,6 +235,14 @@ fn tiny_right_pad_matches_reference() {
     let case = tiny_case("case2_right_pad");
     assert_eq!(case.padding(), Padding::Right);
     assert_parity("case2_right_pad", &parity(tiny(), &case, &case));
+}
+
+#[test]
+fn tiny_packed_matches_padded_references() {
+    for name in ["case1_single", "case2_right_pad", "case3_left_pad_posids"] {
+        let case = tiny_case(name);
+        assert_parity(&format!("{name} packed"), &packed_parity(tiny(), &case));
+    }
 }
 
 #[test]
@@ -367,6 +390,12 @@ fn minilm_padded_batch_matches_reference() {
     assert_parity("minilm batch_right_pad", &parity(minilm(), &batch, &batch));
 }
 
+#[test]
+fn minilm_packed_batch_matches_reference() {
+    let batch = minilm_batch();
+    assert_parity("minilm batch packed", &packed_parity(minilm(), &batch));
+}
+
 fn mean_pooled(hidden: &Tensor, batch: &Batch) -> Vec<f32> {
     match pool(hidden, batch, Pooling::Mean).unwrap() {
         Pooled::PerStimulus(v) => v,
@@ -406,18 +435,21 @@ fn minilm_sentence_mean_matches_reference() {
     }
 }
 
-/// Runs `target` alone and inside `batch` (at `row`) with each padding side,
-/// and returns the worst relative L2 of its valid tokens over all layers.
+/// Runs `target` alone and inside `batch` (at `row`) with each padding side
+/// and packed, and returns the worst relative L2 of its valid tokens over all
+/// layers.
 fn batching_error(model: &Bert, target: &[u32], batch: &[Vec<u32>], row: usize) -> f64 {
     let (alone_batch, alone) = run(model, &[target.to_vec()], Padding::Right, &[]);
     assert_eq!(batch[row], target);
     let mut worst = 0f64;
-    for padding in [Padding::Right, Padding::Left] {
+    for padding in [Padding::Right, Padding::Left, Padding::None] {
         let (mixed_batch, mixed) = run(model, batch, padding, &[]);
-        assert!(
-            mixed_batch.lengths[row] < mixed_batch.len(),
-            "row {row} is not padded"
-        );
+        if !padding.is_packed() {
+            assert!(
+                mixed_batch.lengths[row] < mixed_batch.shape().1,
+                "row {row} is not padded"
+            );
+        }
         for (a, m) in alone.resid_post.iter().zip(&mixed.resid_post) {
             let e = rel_l2(
                 &batch_tokens(m, &mixed_batch, row),

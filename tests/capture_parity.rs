@@ -78,12 +78,12 @@ fn forward(decoder: &Decoder, seqs: &[&[u32]], padding: Padding) -> (Batch, Hidd
     (batch, hidden)
 }
 
-/// Valid token rows of batch row `r` from a `batch pos d_model` tensor.
+/// Token vectors of stimulus `r` from a `rows slots d_model` tensor.
 fn row_tokens(t: &candle_core::Tensor, batch: &Batch, r: usize) -> Vec<f32> {
-    let (_, pos, d) = t.dims3().unwrap();
+    let d = t.dims3().unwrap().2;
     let all: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-    let range = batch.valid_range(r);
-    all[(r * pos + range.start) * d..(r * pos + range.end) * d].to_vec()
+    let range = batch.slots(r);
+    all[range.start * d..range.end * d].to_vec()
 }
 
 fn check_single_prompt_parity(model_dir: &str, model_file: &str) {
@@ -92,10 +92,10 @@ fn check_single_prompt_parity(model_dir: &str, model_file: &str) {
 
 fn check_parity_with(model_dir: &str, (decoder, tokenizer): (Decoder, ModelTokenizer)) {
     let n = decoder.n_layers();
-    for prompt in 0..4 {
+    for (prompt, padding) in (0..4).flat_map(|p| [(p, Padding::Right), (p, Padding::None)]) {
         let reference = load_reference(model_dir, prompt, n);
         let text_ids = reference.ids.clone();
-        let (batch, hidden) = forward(&decoder, &[&text_ids], Padding::Right);
+        let (batch, hidden) = forward(&decoder, &[&text_ids], padding);
         let mut worst = 0f64;
         for i in 0..n {
             let err = rel_l2(
@@ -104,7 +104,7 @@ fn check_parity_with(model_dir: &str, (decoder, tokenizer): (Decoder, ModelToken
             );
             assert!(
                 err < PARITY_TOL,
-                "{model_dir} prompt {prompt} hidden.{i}: rel L2 {err:.2e}"
+                "{model_dir} prompt {prompt} {padding:?} hidden.{i}: rel L2 {err:.2e}"
             );
             worst = worst.max(err);
         }
@@ -114,7 +114,7 @@ fn check_parity_with(model_dir: &str, (decoder, tokenizer): (Decoder, ModelToken
         );
         assert!(
             raw < PARITY_TOL,
-            "{model_dir} prompt {prompt} last block raw: rel L2 {raw:.2e}"
+            "{model_dir} prompt {prompt} {padding:?} last block raw: rel L2 {raw:.2e}"
         );
         let normed = rel_l2(
             &row_tokens(&hidden.final_norm, &batch, 0),
@@ -122,9 +122,9 @@ fn check_parity_with(model_dir: &str, (decoder, tokenizer): (Decoder, ModelToken
         );
         assert!(
             normed < PARITY_TOL,
-            "{model_dir} prompt {prompt} final norm: rel L2 {normed:.2e}"
+            "{model_dir} prompt {prompt} {padding:?} final norm: rel L2 {normed:.2e}"
         );
-        eprintln!("{model_dir} prompt {prompt}: worst layer rel L2 {worst:.2e}, raw {raw:.2e}, final norm {normed:.2e}");
+        eprintln!("{model_dir} prompt {prompt} {padding:?}: worst layer rel L2 {worst:.2e}, raw {raw:.2e}, final norm {normed:.2e}");
     }
     // The GGUF tokenizer gives the ids transformers used for these prompts.
     let texts = prompts(model_dir);
@@ -158,7 +158,7 @@ fn check_batch_invariance(model_dir: &str, model_file: &str) {
         .iter()
         .map(|s| forward(&decoder, &[s], Padding::Right))
         .collect();
-    for padding in [Padding::Right, Padding::Left] {
+    for padding in [Padding::Right, Padding::Left, Padding::None] {
         let (batch, hidden) = forward(&decoder, &seqs, padding);
         for (r, (single_batch, single)) in singles.iter().enumerate() {
             for i in [0, 1, n / 2, n] {
@@ -202,12 +202,12 @@ fn qwen_matches_transformers_every_layer() {
 }
 
 #[test]
-fn smollm2_padded_batch_equals_single_runs() {
+fn smollm2_batches_equal_single_runs() {
     check_batch_invariance("smollm2-135m-instruct", common::SMOLLM2);
 }
 
 #[test]
-fn qwen_padded_batch_equals_single_runs() {
+fn qwen_batches_equal_single_runs() {
     check_batch_invariance("qwen2.5-coder-0.5b-instruct", common::QWEN);
 }
 

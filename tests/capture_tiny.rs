@@ -1,7 +1,8 @@
 //! Tiny random decoders (llama, mistral, qwen2, gemma3) loaded from Hugging
 //! Face folders, against transformers' hidden states for every case:
 //! one prompt, right-padded and left-padded batches, and a prompt longer than
-//! the sliding window of 8.
+//! the sliding window of 8. Each case also runs packed (no padding), which
+//! must match the same references.
 //!
 //! Tolerance: 1e-5 relative L2 per layer over valid positions. The reference
 //! itself moves by up to 6e-5 absolute (on values up to ~30) between
@@ -84,17 +85,20 @@ fn reference_rows(case: &Case, name: &str, r: usize) -> Vec<f32> {
 }
 
 fn valid_rows(t: &Tensor, batch: &Batch, r: usize) -> Vec<f32> {
-    let (_, pos, w) = t.dims3().unwrap();
+    let w = t.dims3().unwrap().2;
     let all: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-    let range = batch.valid_range(r);
-    all[(r * pos + range.start) * w..(r * pos + range.end) * w].to_vec()
+    let range = batch.slots(r);
+    all[range.start * w..range.end * w].to_vec()
 }
 
 fn check_model(model: &str) {
     let dir = common::fixture(&format!("reference/tiny_models/{model}"));
     let (decoder, _) = Decoder::from_hf_folder(&dir, true).unwrap();
     let n = decoder.n_layers();
-    for (case_name, padding) in CASES {
+    let layouts = CASES
+        .into_iter()
+        .flat_map(|(case, padding)| [(case, padding), (case, Padding::None)]);
+    for (case_name, padding) in layouts {
         let case = load_case(model, case_name);
         let seqs: Vec<(usize, &[u32])> = case
             .rows
@@ -116,7 +120,7 @@ fn check_model(model: &str) {
                 );
                 assert!(
                     err < TOL,
-                    "{model} {case_name} row {r} hidden.{i}: rel L2 {err:.2e}"
+                    "{model} {case_name} {padding:?} row {r} hidden.{i}: rel L2 {err:.2e}"
                 );
                 worst = worst.max(err);
             }
@@ -126,7 +130,7 @@ fn check_model(model: &str) {
             );
             assert!(
                 raw < TOL,
-                "{model} {case_name} row {r} last block raw: {raw:.2e}"
+                "{model} {case_name} {padding:?} row {r} last block raw: {raw:.2e}"
             );
             let normed = rel_l2(
                 &valid_rows(&hidden.final_norm, &batch, r),
@@ -134,16 +138,19 @@ fn check_model(model: &str) {
             );
             assert!(
                 normed < TOL,
-                "{model} {case_name} row {r} final norm: {normed:.2e}"
+                "{model} {case_name} {padding:?} row {r} final norm: {normed:.2e}"
             );
             let lg = rel_l2(
                 &valid_rows(&logits, &batch, r),
                 &reference_rows(&case, "logits", r),
             );
-            assert!(lg < TOL, "{model} {case_name} row {r} logits: {lg:.2e}");
+            assert!(
+                lg < TOL,
+                "{model} {case_name} {padding:?} row {r} logits: {lg:.2e}"
+            );
             worst = worst.max(raw).max(normed).max(lg);
         }
-        eprintln!("{model} {case_name}: worst rel L2 {worst:.2e}");
+        eprintln!("{model} {case_name} {padding:?}: worst rel L2 {worst:.2e}");
     }
 }
 
@@ -167,8 +174,8 @@ fn tiny_gemma3_matches_every_case() {
     check_model("gemma3");
 }
 
-/// The same prompt alone, right-padded and left-padded in a batch of mixed
-/// lengths gives the same vectors, for every family (including sliding
+/// The same prompt alone, right-padded, left-padded or packed in a batch of
+/// mixed lengths gives the same vectors, for every family (including sliding
 /// windows shorter than the prompt).
 #[test]
 fn tiny_batches_equal_single_runs() {
@@ -186,7 +193,7 @@ fn tiny_batches_equal_single_runs() {
             valid_rows(&h.resid_post[n], &b, 0)
         };
         let alone = [single(&long), single(&short), single(&mid)];
-        for padding in [Padding::Left, Padding::Right] {
+        for padding in [Padding::Left, Padding::Right, Padding::None] {
             let seqs = [
                 (0, long.as_slice()),
                 (1, short.as_slice()),

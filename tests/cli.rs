@@ -83,6 +83,7 @@ fn capture_writes_complete_run_directory() {
     assert_eq!(manifest["n_blocks"], 30);
     assert_eq!(manifest["d_model"], 576);
     assert_eq!(manifest["stimuli"]["n_stimuli"], 12);
+    assert_eq!(manifest["padding"], "none", "the CPU default packs batches");
     assert_eq!(manifest["layer_names"].as_array().unwrap().len(), 31);
     assert_eq!(
         manifest["source"]["files"][0]["sha256"],
@@ -544,6 +545,56 @@ fn intervene_writes_rows_summary_and_figures() {
         assert!(stderr(&bad).contains(message), "{}", stderr(&bad));
         assert!(!fresh.exists());
     }
+}
+
+/// Relative L2 distance of two layers, in f64.
+fn rel_l2(a: &ndarray::Array2<f64>, b: &ndarray::Array2<f64>) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        num += (x - y).powi(2);
+        den += y.powi(2);
+    }
+    (num / den).sqrt()
+}
+
+#[test]
+fn padded_capture_equals_packed() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = smollm2_run(dir.path());
+    let model = common::require_model(common::SMOLLM2);
+    let padded = dir.path().join("padded");
+    let extra = [
+        "--batch-tokens",
+        "64",
+        "--padding",
+        "left",
+        "--pooling",
+        "mean",
+    ];
+    let result = capture(&model, &small_stimuli(), &padded, &extra);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let a = repatlas::capture::Run::open(&packed).unwrap();
+    let b = repatlas::capture::Run::open(&padded).unwrap();
+    assert_eq!(a.manifest.padding, "none");
+    assert_eq!(b.manifest.padding, "left");
+    for layer in [0, 1, 15, 30] {
+        let err = rel_l2(&a.layer(layer).unwrap(), &b.layer(layer).unwrap());
+        assert!(err < 1e-5, "layer {layer}: rel L2 {err:.2e}");
+    }
+}
+
+#[test]
+fn packed_batches_need_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("gpu");
+    let extra = ["--device", "cuda", "--padding", "none"];
+    let result = capture(&model, &small_stimuli(), &out, &extra);
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(message.contains("CPU only"), "{message}");
+    assert!(message.contains("padding right"), "{message}");
+    assert!(!out.exists(), "a run directory was started");
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -1,21 +1,39 @@
 //! Batching of tokenized stimuli, and pooling of batched hidden states.
 //!
-//! A [`Batch`] is a padded `batch pos` block of token ids with its mask and
-//! position ids. Position ids count valid tokens only, so a stimulus gets the
-//! same positions with left padding, right padding or none. [`plan_batches`]
-//! groups stimuli of similar length under a token budget; [`pool`] turns a
-//! `batch pos d_model` tensor back into one vector (or one block of token
+//! A [`Batch`] is a `rows slots` block of token ids with its mask and
+//! position ids. With [`Padding::Left`] or [`Padding::Right`] each stimulus
+//! has a row of its own, padded to the longest; with [`Padding::None`] the
+//! stimuli lie end to end in one row and attention never crosses from one
+//! stimulus into another. Position ids count valid tokens only, so a stimulus
+//! gets the same positions in every layout. [`plan_batches`] groups stimuli
+//! of similar length under a token budget; [`pool`] turns a
+//! `rows slots d_model` tensor back into one vector (or one block of token
 //! vectors) per stimulus, never reading padding.
+
+use std::ops::Range;
 
 use candle_core::Tensor;
 use serde::Serialize;
 
-/// Side of a sequence that receives the padding.
+/// How the stimuli of a batch are laid out in its token tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
+    /// One row per stimulus, padded at the start.
     Left,
+    /// One row per stimulus, padded at the end.
     Right,
+    /// No padding: the stimuli are packed end to end into one row, and each
+    /// attends only to its own tokens. No compute goes to padding slots.
+    /// Decoders and BERT encoders on the CPU only.
+    None,
+}
+
+impl Padding {
+    /// Returns whether the batch packs its stimuli into one row.
+    pub fn is_packed(self) -> bool {
+        self == Self::None
+    }
 }
 
 /// Rule that turns token vectors into a stimulus's representation.
@@ -33,23 +51,28 @@ pub enum Pooling {
     All,
 }
 
-/// A padded batch of tokenized stimuli.
+/// A batch of tokenized stimuli.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Row-major `batch pos` token ids; padding slots contain `pad_id`.
+    /// Row-major `rows slots` token ids; padding slots contain `pad_id`.
     pub ids: Vec<u32>,
-    /// Row-major `batch pos`, 1 for a real token, 0 for padding.
+    /// Row-major `rows slots`, 1 for a real token, 0 for padding.
     pub mask: Vec<u8>,
-    /// Per row, the position id of every slot (padding gets 0).
-    pub positions: Vec<Vec<u32>>,
-    /// Stimulus index of each row.
+    /// Row-major `rows slots`, the position id of every slot within its
+    /// stimulus (padding gets 0).
+    pub positions: Vec<u32>,
+    /// Row-major `rows slots`, whether each slot contains a special token
+    /// (padding: false).
+    pub special: Vec<bool>,
+    /// Stimulus index of each stimulus in the batch, in batch order.
     pub rows: Vec<usize>,
-    /// Number of valid tokens of each row.
+    /// Number of valid tokens of each stimulus.
     pub lengths: Vec<usize>,
-    /// Per row, whether each slot contains a special token (padding: false).
-    pub special: Vec<Vec<bool>>,
     pub padding: Padding,
-    width: usize,
+    /// First slot of each stimulus, counted over the flattened `rows slots`.
+    starts: Vec<usize>,
+    /// Rows and slots per row of the token tensor.
+    shape: (usize, usize),
 }
 
 impl Batch {
@@ -60,66 +83,71 @@ impl Batch {
         padding: Padding,
         is_special: impl Fn(u32) -> bool,
     ) -> Self {
+        let total: usize = seqs.iter().map(|(_, s)| s.len()).sum();
         let width = seqs.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+        let shape = match padding {
+            Padding::None => (usize::from(total > 0), total),
+            Padding::Left | Padding::Right => (seqs.len(), width),
+        };
+        let slots = shape.0 * shape.1;
         let mut batch = Self {
-            ids: Vec::with_capacity(seqs.len() * width),
-            mask: Vec::with_capacity(seqs.len() * width),
-            positions: Vec::with_capacity(seqs.len()),
+            ids: Vec::with_capacity(slots),
+            mask: Vec::with_capacity(slots),
+            positions: Vec::with_capacity(slots),
+            special: Vec::with_capacity(slots),
             rows: Vec::with_capacity(seqs.len()),
             lengths: Vec::with_capacity(seqs.len()),
-            special: Vec::with_capacity(seqs.len()),
             padding,
-            width,
+            starts: Vec::with_capacity(seqs.len()),
+            shape,
         };
         for &(row, seq) in seqs {
-            let pad = width - seq.len();
+            let pad = match padding {
+                Padding::None => 0,
+                Padding::Left | Padding::Right => width - seq.len(),
+            };
             let (before, after) = match padding {
                 Padding::Left => (pad, 0),
-                Padding::Right => (0, pad),
+                Padding::Right | Padding::None => (0, pad),
             };
-            let mut positions = vec![0u32; before];
-            let mut special = vec![false; before];
-            batch.ids.extend(std::iter::repeat_n(pad_id, before));
-            batch.mask.extend(std::iter::repeat_n(0u8, before));
+            batch.push_padding(pad_id, before);
+            batch.starts.push(batch.ids.len());
             for (p, &id) in seq.iter().enumerate() {
                 batch.ids.push(id);
                 batch.mask.push(1);
-                positions.push(p as u32);
-                special.push(is_special(id));
+                batch.positions.push(p as u32);
+                batch.special.push(is_special(id));
             }
-            batch.ids.extend(std::iter::repeat_n(pad_id, after));
-            batch.mask.extend(std::iter::repeat_n(0u8, after));
-            positions.extend(std::iter::repeat_n(0u32, after));
-            special.extend(std::iter::repeat_n(false, after));
-            batch.positions.push(positions);
-            batch.special.push(special);
+            batch.push_padding(pad_id, after);
             batch.rows.push(row);
             batch.lengths.push(seq.len());
         }
+        debug_assert_eq!(batch.ids.len(), slots);
         batch
     }
 
-    /// Number of rows.
-    pub fn size(&self) -> usize {
+    fn push_padding(&mut self, pad_id: u32, n: usize) {
+        self.ids.extend(std::iter::repeat_n(pad_id, n));
+        self.mask.extend(std::iter::repeat_n(0u8, n));
+        self.positions.extend(std::iter::repeat_n(0u32, n));
+        self.special.extend(std::iter::repeat_n(false, n));
+    }
+
+    /// Number of stimuli.
+    pub fn n_stimuli(&self) -> usize {
         self.rows.len()
     }
 
-    /// Padded length.
-    pub fn len(&self) -> usize {
-        self.width
+    /// Shape `(rows, slots)` of the token tensor: one row per stimulus when
+    /// padded, one row for all of them when packed.
+    pub fn shape(&self) -> (usize, usize) {
+        self.shape
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Slot range of row `r`'s valid tokens.
-    pub fn valid_range(&self, r: usize) -> std::ops::Range<usize> {
-        let pad = self.width - self.lengths[r];
-        match self.padding {
-            Padding::Left => pad..self.width,
-            Padding::Right => 0..self.lengths[r],
-        }
+    /// Slots of stimulus `r`'s valid tokens, counted over the flattened
+    /// `rows slots`.
+    pub fn slots(&self, r: usize) -> Range<usize> {
+        self.starts[r]..self.starts[r] + self.lengths[r]
     }
 
     /// Number of real tokens.
@@ -163,34 +191,32 @@ pub enum Pooled {
     PerToken(Vec<Vec<f32>>),
 }
 
-/// Pools a `batch pos d_model` tensor according to `pooling`.
+/// Pools a `rows slots d_model` tensor according to `pooling`.
 pub fn pool(hidden: &Tensor, batch: &Batch, pooling: Pooling) -> candle_core::Result<Pooled> {
-    let (b, t, d) = hidden.dims3()?;
-    debug_assert_eq!((b, t), (batch.size(), batch.len()));
+    let (rows, slots, d) = hidden.dims3()?;
+    debug_assert_eq!((rows, slots), batch.shape());
     let data: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
-    let token = |r: usize, s: usize| &data[(r * t + s) * d..(r * t + s + 1) * d];
+    let token = |slot: usize| &data[slot * d..(slot + 1) * d];
+    let n = batch.n_stimuli();
 
     if pooling == Pooling::All {
-        let mut out = Vec::with_capacity(b);
-        for r in 0..b {
-            let mut rows = Vec::with_capacity(batch.lengths[r] * d);
-            for s in batch.valid_range(r) {
-                rows.extend_from_slice(token(r, s));
-            }
-            out.push(rows);
+        let mut out = Vec::with_capacity(n);
+        for r in 0..n {
+            let range = batch.slots(r);
+            out.push(data[range.start * d..range.end * d].to_vec());
         }
         return Ok(Pooled::PerToken(out));
     }
 
-    let mut out = Vec::with_capacity(b * d);
-    for r in 0..b {
-        let range = batch.valid_range(r);
+    let mut out = Vec::with_capacity(n * d);
+    for r in 0..n {
+        let range = batch.slots(r);
         match pooling {
-            Pooling::Last => out.extend_from_slice(token(r, range.end - 1)),
+            Pooling::Last => out.extend_from_slice(token(range.end - 1)),
             Pooling::Mean | Pooling::MeanNoSpecial => {
                 let mut slots: Vec<usize> = range.clone().collect();
                 if pooling == Pooling::MeanNoSpecial {
-                    let plain: Vec<usize> = range.filter(|&s| !batch.special[r][s]).collect();
+                    let plain: Vec<usize> = range.filter(|&s| !batch.special[s]).collect();
                     if !plain.is_empty() {
                         slots = plain;
                     }
@@ -198,12 +224,12 @@ pub fn pool(hidden: &Tensor, batch: &Batch, pooling: Pooling) -> candle_core::Re
                 // Accumulate in f64 so long stimuli lose no precision.
                 let mut acc = vec![0f64; d];
                 for &s in &slots {
-                    for (a, &x) in acc.iter_mut().zip(token(r, s)) {
+                    for (a, &x) in acc.iter_mut().zip(token(s)) {
                         *a += f64::from(x);
                     }
                 }
-                let n = slots.len() as f64;
-                out.extend(acc.iter().map(|a| (a / n) as f32));
+                let count = slots.len() as f64;
+                out.extend(acc.iter().map(|a| (a / count) as f32));
             }
             Pooling::All => unreachable!("handled above"),
         }
@@ -236,34 +262,54 @@ mod tests {
         let a = [7u32, 8, 9];
         let b = [5u32];
         let batch = Batch::new(&[(0, &a[..]), (1, &b[..])], 0, Padding::Left, |_| false);
-        assert_eq!(batch.positions[1], vec![0, 0, 0]);
+        assert_eq!(batch.shape(), (2, 3));
+        assert_eq!(batch.positions[3..], [0, 0, 0]);
         assert_eq!(batch.mask, vec![1, 1, 1, 0, 0, 1]);
-        assert_eq!(batch.valid_range(1), 2..3);
+        assert_eq!(batch.slots(1), 5..6);
         let batch = Batch::new(&[(0, &a[..]), (1, &b[..])], 0, Padding::Right, |_| false);
-        assert_eq!(batch.positions[0], vec![0, 1, 2]);
-        assert_eq!(batch.valid_range(1), 0..1);
+        assert_eq!(batch.positions[..3], [0, 1, 2]);
+        assert_eq!(batch.slots(1), 3..4);
+        let batch = Batch::new(&[(0, &a[..]), (1, &b[..])], 0, Padding::None, |_| false);
+        assert_eq!(batch.shape(), (1, 4));
+        assert_eq!(batch.positions, vec![0, 1, 2, 0]);
+        assert_eq!(batch.mask, vec![1, 1, 1, 1]);
+        assert_eq!(batch.ids, vec![7, 8, 9, 5]);
+        assert_eq!(batch.slots(0), 0..3);
+        assert_eq!(batch.slots(1), 3..4);
     }
 
     #[test]
     fn mean_pooling_skips_padding_and_special() {
         let a = [1u32, 8, 9];
         let b = [1u32, 5];
-        let batch = Batch::new(&[(0, &a[..]), (1, &b[..])], 0, Padding::Right, |id| id == 1);
-        // Token value = its id, one channel.
-        let values: Vec<f32> = batch.ids.iter().map(|&id| id as f32).collect();
-        let hidden = Tensor::from_vec(values, (2, 3, 1), &candle_core::Device::Cpu).unwrap();
-        let Pooled::PerStimulus(mean) = pool(&hidden, &batch, Pooling::Mean).unwrap() else {
-            panic!()
-        };
-        assert_eq!(mean, vec![6.0, 3.0]);
-        let Pooled::PerStimulus(plain) = pool(&hidden, &batch, Pooling::MeanNoSpecial).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(plain, vec![8.5, 5.0]);
-        let Pooled::PerStimulus(last) = pool(&hidden, &batch, Pooling::Last).unwrap() else {
-            panic!()
-        };
-        assert_eq!(last, vec![9.0, 5.0]);
+        for padding in [Padding::Right, Padding::Left, Padding::None] {
+            let batch = Batch::new(&[(0, &a[..]), (1, &b[..])], 0, padding, |id| id == 1);
+            // Token value = its id, one channel.
+            let values: Vec<f32> = batch.ids.iter().map(|&id| id as f32).collect();
+            let (rows, slots) = batch.shape();
+            let hidden =
+                Tensor::from_vec(values, (rows, slots, 1), &candle_core::Device::Cpu).unwrap();
+            let Pooled::PerStimulus(mean) = pool(&hidden, &batch, Pooling::Mean).unwrap() else {
+                panic!()
+            };
+            assert_eq!(mean, vec![6.0, 3.0], "{padding:?} mean");
+            let Pooled::PerStimulus(plain) = pool(&hidden, &batch, Pooling::MeanNoSpecial).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(plain, vec![8.5, 5.0], "{padding:?} mean-no-special");
+            let Pooled::PerStimulus(last) = pool(&hidden, &batch, Pooling::Last).unwrap() else {
+                panic!()
+            };
+            assert_eq!(last, vec![9.0, 5.0], "{padding:?} last");
+            let Pooled::PerToken(all) = pool(&hidden, &batch, Pooling::All).unwrap() else {
+                panic!()
+            };
+            assert_eq!(
+                all,
+                vec![vec![1.0, 8.0, 9.0], vec![1.0, 5.0]],
+                "{padding:?} all"
+            );
+        }
     }
 }

@@ -9,11 +9,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use super::attention::{AttentionMask, PackedAttention};
 use super::batch::Batch;
 use super::decoder::{BlockActivations, Hidden, Tap};
 use super::CaptureError;
@@ -256,9 +258,9 @@ struct Attention {
 }
 
 impl Attention {
-    /// `xs`: `batch pos d_model`; `mask`: additive `batch 1 pos pos`.
-    /// Returns the output dense layer's result, before the residual add.
-    fn forward(&self, xs: &Tensor, mask: &Tensor) -> CResult<Tensor> {
+    /// `xs`: `rows slots d_model`. Returns the output dense layer's result,
+    /// before the residual add.
+    fn forward(&self, xs: &Tensor, mask: &AttentionMask) -> CResult<Tensor> {
         let (b, t, d) = xs.dims3()?;
         let heads = |x: Tensor| -> CResult<Tensor> {
             x.reshape((b, t, self.n_heads, self.head_dim))?
@@ -270,9 +272,23 @@ impl Attention {
         let v = heads(self.value.forward(xs)?)?;
 
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let context = match mask {
+            AttentionMask::Additive(mask) => {
+                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+                probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?
+            }
+            AttentionMask::Packed { segments, .. } => q.apply_op3_no_bwd(
+                &k,
+                &v,
+                &PackedAttention {
+                    segments: Arc::clone(segments),
+                    scale: scale as f32,
+                    causal: false,
+                    window: None,
+                },
+            )?,
+        };
         self.output_dense.forward(&context)
     }
 }
@@ -289,7 +305,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, xs: &Tensor, mask: &Tensor) -> CResult<BlockActivations> {
+    fn forward(&self, xs: &Tensor, mask: &AttentionMask) -> CResult<BlockActivations> {
         let attn_out = self.attention.forward(xs, mask)?;
         let resid_mid = self.attention_layer_norm.forward(&(xs + &attn_out)?)?;
         let hidden = self
@@ -370,11 +386,10 @@ impl Bert {
     /// is 0. Fails on a token id outside the vocabulary or a position at or
     /// past `max_position_embeddings`.
     pub fn forward(&self, batch: &Batch, taps: &[Tap]) -> CResult<Hidden> {
-        let (b, t) = (batch.size(), batch.len());
+        let (b, t) = batch.shape();
         self.check_inputs(batch)?;
         let ids = Tensor::from_vec(batch.ids.clone(), b * t, &self.device)?;
-        let positions: Vec<u32> = batch.positions.iter().flatten().copied().collect();
-        let positions = Tensor::from_vec(positions, b * t, &self.device)?;
+        let positions = Tensor::from_vec(batch.positions.clone(), b * t, &self.device)?;
         let mask = attention_mask(batch, &self.device)?;
 
         let mut xs = self.embeddings.forward(&ids, &positions, (b, t))?;
@@ -397,12 +412,7 @@ impl Bert {
             );
         }
         let max = self.config.max_position_embeddings;
-        if let Some(p) = batch
-            .positions
-            .iter()
-            .flatten()
-            .find(|&&p| p as usize >= max)
-        {
+        if let Some(p) = batch.positions.iter().find(|&&p| p as usize >= max) {
             candle_core::bail!(
                 "position {p} is past max_position_embeddings {max}: truncate stimuli to at most {max} tokens"
             );
@@ -445,11 +455,16 @@ fn load_layer(
     })
 }
 
-/// Builds the additive mask `batch 1 pos pos`. A valid query attends to every
-/// valid key of its row. A padding query attends only to itself, so that no
-/// row of the softmax is empty and padding never turns into NaN.
-fn attention_mask(batch: &Batch, device: &Device) -> CResult<Tensor> {
-    let (b, t) = (batch.size(), batch.len());
+/// Builds the attention mask of `batch`: the stimuli's slot ranges when it is
+/// packed, otherwise an additive `batch 1 pos pos` mask. A valid query
+/// attends to every valid key of its stimulus. A padding query attends only
+/// to itself, so that no row of the softmax is empty and padding never turns
+/// into NaN.
+fn attention_mask(batch: &Batch, device: &Device) -> CResult<AttentionMask> {
+    if batch.padding.is_packed() {
+        return Ok(AttentionMask::packed(batch, None));
+    }
+    let (b, t) = batch.shape();
     let mut mask = vec![f32::NEG_INFINITY; b * t * t];
     for r in 0..b {
         let valid = &batch.mask[r * t..(r + 1) * t];
@@ -466,7 +481,11 @@ fn attention_mask(batch: &Batch, device: &Device) -> CResult<Tensor> {
             }
         }
     }
-    Tensor::from_vec(mask, (b, 1, t, t), device)
+    Ok(AttentionMask::Additive(Tensor::from_vec(
+        mask,
+        (b, 1, t, t),
+        device,
+    )?))
 }
 
 /// Named tensors of one memory-mapped safetensors file or a sharded set.

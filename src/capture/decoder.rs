@@ -9,8 +9,11 @@
 //! is only applied by [`Decoder::logits`], never during capture. Loading
 //! lives in [`super::load`].
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 
+use super::attention::{AttentionMask, PackedAttention};
 use super::batch::Batch;
 use super::config::{Activation, DecoderConfig, LayerType};
 use super::weights::{Embedding, Linear};
@@ -66,24 +69,22 @@ impl Rotary {
         }
     }
 
-    /// Tables of shape `batch pos head_dim/2` for per-row position ids.
-    fn tables(&self, positions: &[Vec<u32>], device: &Device) -> CResult<(Tensor, Tensor)> {
-        let b = positions.len();
-        let t = positions.first().map_or(0, Vec::len);
+    /// Tables of shape `rows slots head_dim/2` for the position ids of a
+    /// batch's `rows slots` token tensor.
+    fn tables(&self, batch: &Batch, device: &Device) -> CResult<(Tensor, Tensor)> {
+        let (rows, slots) = batch.shape();
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(b * t * half);
-        let mut sin = Vec::with_capacity(b * t * half);
-        for row in positions {
-            for &p in row {
-                for &f in &self.inv_freq {
-                    let angle = p as f32 * f;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                }
+        let mut cos = Vec::with_capacity(rows * slots * half);
+        let mut sin = Vec::with_capacity(rows * slots * half);
+        for &p in &batch.positions {
+            for &f in &self.inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
             }
         }
-        let cos = Tensor::from_vec(cos, (b, t, half), device)?;
-        let sin = Tensor::from_vec(sin, (b, t, half), device)?;
+        let cos = Tensor::from_vec(cos, (rows, slots, half), device)?;
+        let sin = Tensor::from_vec(sin, (rows, slots, half), device)?;
         Ok((cos, sin))
     }
 
@@ -113,11 +114,11 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    /// `xs`: `batch pos d_model`; `mask`: additive `batch 1 pos pos`.
+    /// `xs`: `rows slots d_model`.
     fn forward(
         &self,
         xs: &Tensor,
-        mask: &Tensor,
+        mask: &AttentionMask,
         rotary: &Rotary,
         rope: &(Tensor, Tensor),
     ) -> CResult<Tensor> {
@@ -138,7 +139,27 @@ impl Attention {
         }
         let q = rotary.apply(&q, &rope.0, &rope.1)?;
         let k = rotary.apply(&k, &rope.0, &rope.1)?;
+        let ctx = match mask {
+            AttentionMask::Additive(mask) => self.padded(&q, &k, &v, mask)?,
+            AttentionMask::Packed { segments, window } => q.apply_op3_no_bwd(
+                &k,
+                &v,
+                &PackedAttention {
+                    segments: Arc::clone(segments),
+                    scale: self.scale as f32,
+                    causal: true,
+                    window: *window,
+                },
+            )?,
+        };
+        self.o_proj.forward(&ctx)
+    }
 
+    /// Attention of padded rows: `q` is `batch n_heads pos head_dim`, `k`
+    /// and `v` are `batch n_kv_heads pos head_dim`, and `mask` is additive
+    /// `batch 1 pos pos`. Returns `batch pos n_heads*head_dim`.
+    fn padded(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> CResult<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
         // Grouped-query attention without copying K and V: the query heads of
         // one group are stacked along the position axis.
         let groups = self.n_heads / self.n_kv_heads;
@@ -149,12 +170,10 @@ impl Attention {
             .broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let probs = probs.reshape((b, self.n_kv_heads, groups * t, t))?;
-        let ctx = probs.matmul(&v)?;
-        let ctx = ctx
-            .reshape((b, self.n_heads, t, self.head_dim))?
+        let ctx = probs.matmul(v)?;
+        ctx.reshape((b, self.n_heads, t, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, t, self.n_heads * self.head_dim))?;
-        self.o_proj.forward(&ctx)
+            .reshape((b, t, self.n_heads * self.head_dim))
     }
 }
 
@@ -280,10 +299,10 @@ impl Hidden {
 
 /// Batch-level inputs of the blocks, computed once per batch.
 pub struct Prepared {
-    /// Token embeddings `batch pos d_model` (scaled for Gemma).
+    /// Token embeddings `rows slots d_model` (scaled for Gemma).
     pub embeddings: Tensor,
-    mask: Tensor,
-    sliding_mask: Option<Tensor>,
+    mask: AttentionMask,
+    sliding_mask: Option<AttentionMask>,
     rope: (Tensor, Tensor),
     local_rope: Option<(Tensor, Tensor)>,
 }
@@ -322,7 +341,7 @@ impl Decoder {
     /// Computes the batch-level inputs every block needs: the embeddings,
     /// the attention masks and the RoPE tables.
     pub fn prepare(&self, batch: &Batch) -> CResult<Prepared> {
-        let ids = Tensor::from_vec(batch.ids.clone(), (batch.size(), batch.len()), &self.device)?;
+        let ids = Tensor::from_vec(batch.ids.clone(), batch.shape(), &self.device)?;
         let mut embeddings = self.embed_tokens.forward(&ids)?;
         if self.config.scale_embeddings {
             // transformers multiplies in the embedding dtype (f32 here).
@@ -341,9 +360,9 @@ impl Decoder {
             embeddings,
             mask: self.attention_mask(batch, None)?,
             sliding_mask,
-            rope: self.rotary.global.tables(&batch.positions, &self.device)?,
+            rope: self.rotary.global.tables(batch, &self.device)?,
             local_rope: match &self.rotary.local {
-                Some(r) if has_sliding => Some(r.tables(&batch.positions, &self.device)?),
+                Some(r) if has_sliding => Some(r.tables(batch, &self.device)?),
                 _ => None,
             },
         })
@@ -399,13 +418,19 @@ impl Decoder {
         Ok(head.forward(final_norm)?)
     }
 
-    /// Additive mask `batch 1 pos pos`: a query sees earlier valid keys and
-    /// itself, and with a `window` only the `window` most recent slots,
-    /// itself included (transformers' `kv_idx > q_idx - window`). Padding
-    /// queries see only themselves, so that no row of the softmax is empty
-    /// and padding never turns into NaN.
-    fn attention_mask(&self, batch: &Batch, window: Option<usize>) -> CResult<Tensor> {
-        let (b, t) = (batch.size(), batch.len());
+    /// The attention mask of `batch`. A query sees earlier valid keys of its
+    /// own stimulus and itself, and with a `window` only the `window` most
+    /// recent slots, itself included (transformers'
+    /// `kv_idx > q_idx - window`). A packed batch gives the stimuli's slot
+    /// ranges to [`PackedAttention`]; a padded one gets an additive
+    /// `batch 1 pos pos` mask in which padding queries see only themselves,
+    /// so that no row of the softmax is empty and padding never turns into
+    /// NaN.
+    fn attention_mask(&self, batch: &Batch, window: Option<usize>) -> CResult<AttentionMask> {
+        if batch.padding.is_packed() {
+            return Ok(AttentionMask::packed(batch, window));
+        }
+        let (b, t) = batch.shape();
         let mut mask = vec![f32::NEG_INFINITY; b * t * t];
         for r in 0..b {
             let valid = &batch.mask[r * t..(r + 1) * t];
@@ -423,6 +448,10 @@ impl Decoder {
                 }
             }
         }
-        Tensor::from_vec(mask, (b, 1, t, t), &self.device)
+        Ok(AttentionMask::Additive(Tensor::from_vec(
+            mask,
+            (b, 1, t, t),
+            &self.device,
+        )?))
     }
 }

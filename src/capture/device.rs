@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use candle_core::Device;
 
+use super::batch::Padding;
 use super::CaptureError;
 
 /// The device that capture and interventions run on.
@@ -19,6 +20,16 @@ pub enum ComputeDevice {
 }
 
 impl ComputeDevice {
+    /// Returns the batch layout that runs fastest here: packed stimuli
+    /// without padding on the CPU, right padding on a GPU (packed attention
+    /// has no GPU kernel).
+    pub fn default_padding(self) -> Padding {
+        match self {
+            Self::Cpu => Padding::None,
+            Self::Cuda(_) => Padding::Right,
+        }
+    }
+
     /// Opens the device. A CUDA device in a build without the `cuda`
     /// feature is an error that names the build command.
     pub fn open(self) -> Result<Device, CaptureError> {

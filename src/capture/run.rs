@@ -34,11 +34,13 @@ pub struct CaptureOptions {
     pub limit: Option<usize>,
     pub out: PathBuf,
     pub pooling: Pooling,
+    /// Layout of each batch; [`ComputeDevice::default_padding`] gives the
+    /// fastest one the device runs.
     pub padding: Padding,
     pub weight_mode: WeightMode,
     /// Extra taps besides `resid_post`.
     pub taps: Vec<Tap>,
-    /// Padded token slots per batch.
+    /// Token slots per batch, padding included.
     pub max_batch_tokens: usize,
     pub max_batch_rows: usize,
     /// Truncate stimuli to this many tokens (also capped by the context).
@@ -83,6 +85,13 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         return Err(CaptureError::OutputExists {
             path: opts.out.clone(),
         });
+    }
+    if opts.padding.is_packed() && opts.device != ComputeDevice::Cpu {
+        return Err(CaptureError::Device(format!(
+            "packed batches (padding none) run on the CPU only; use padding right \
+             with device {}",
+            opts.device
+        )));
     }
     let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
     info!("{} stimuli from {}", stimuli.len(), opts.stimuli.display());
@@ -129,11 +138,11 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     let total_tokens: usize = lengths.iter().sum();
     let batches = plan_batches(&lengths, opts.max_batch_tokens, opts.max_batch_rows);
     info!(
-        "{total_tokens} tokens in {} batches (at most {} padded slots or {} rows each), {:?} padding",
+        "{total_tokens} tokens in {} batches (at most {} slots or {} rows each), padding {}",
         batches.len(),
         opts.max_batch_tokens,
         opts.max_batch_rows,
-        opts.padding
+        enum_name(&opts.padding)
     );
 
     let mut taps = vec![Tap::ResidPost];
@@ -175,8 +184,8 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         write_chunk(&chunk, &batch, &hidden, opts.pooling)?;
         debug!(
             "batch {b}: {} rows x {} slots, forward {forward_s:.2} s, pool and write {:.2} s",
-            batch.size(),
-            batch.len(),
+            batch.shape().0,
+            batch.shape().1,
             t_forward.elapsed().as_secs_f64() - forward_s
         );
         forward_tokens += batch_tokens;
@@ -430,7 +439,7 @@ fn write_chunk(
     for (name, tensor) in named_tensors(hidden) {
         let d = tensor.dims3()?.2;
         let (rows, data) = match pool(tensor, batch, pooling)? {
-            Pooled::PerStimulus(v) => (batch.size(), v),
+            Pooled::PerStimulus(v) => (batch.n_stimuli(), v),
             Pooled::PerToken(rows) => (batch.n_tokens(), rows.concat()),
         };
         pooled.push((name, vec![rows, d], data));

@@ -34,7 +34,7 @@ pub use io::{read_parquet, write_parquet};
 use variant::distinct_shuffles;
 pub use variant::{Variant, VariantError, VariantSet};
 
-use crate::capture::batch::{plan_batches, Batch, Padding};
+use crate::capture::batch::{plan_batches, Batch};
 use crate::capture::decoder::{Decoder, Prepared};
 use crate::capture::device::ComputeDevice;
 use crate::capture::model::{load_model_on, Network};
@@ -260,10 +260,12 @@ impl Experiment {
         };
         let mut nll_sum = 0.0;
         let mut nll_count = 0usize;
+        // Packed batches on the CPU: no compute goes to padding.
+        let padding = opts.device.default_padding();
         for rows in plan_batches(&lengths, opts.max_batch_tokens, 64) {
             let seqs: Vec<(usize, &[u32])> =
                 rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
-            let batch = Batch::new(&seqs, pad, Padding::Right, |_| false);
+            let batch = Batch::new(&seqs, pad, padding, |_| false);
             let (cache, sum, count) = experiment.cache_batch(batch)?;
             nll_sum += sum;
             nll_count += count;
@@ -294,13 +296,12 @@ impl Experiment {
         let final_norm = self.decoder.forward_from(&prepared, &resid[n], &[])?;
         let mut flat = Vec::with_capacity(batch.n_tokens());
         let mut targets = Vec::with_capacity(batch.n_tokens());
-        for r in 0..batch.size() {
-            let range = batch.valid_range(r);
-            let ids = &batch.ids[r * batch.len()..(r + 1) * batch.len()];
+        for r in 0..batch.n_stimuli() {
+            let range = batch.slots(r);
             for s in range.clone() {
-                flat.push((r * batch.len() + s) as u32);
+                flat.push(s as u32);
                 targets.push(if s + 1 < range.end {
-                    Some(ids[s + 1])
+                    Some(batch.ids[s + 1])
                 } else {
                     None
                 });

@@ -7,8 +7,10 @@ Usage:
 The first form runs, for SmolLM2-135M-Instruct and Qwen2.5-Coder-0.5B-Instruct
 over the first --limit stimuli, each peer --repeats times:
 
-- repatlas capture with weights dequantized to f32 (and, with --quantized, with
-  quantized matmuls), as a subprocess of the release binary;
+- repatlas capture with weights dequantized to f32, as a subprocess of the
+  release binary, twice: with its default packed batches (stimuli end to end,
+  no padding) and with right-padded batches, the layout transformers runs
+  (and, with --quantized, packed with quantized matmuls);
 - transformers on PyTorch, loading the same GGUF file dequantized to fp32, over
   right-padded batches planned like repatlas's (stimuli sorted by token count,
   at most --batch-tokens padded slots and --batch-rows rows per batch);
@@ -66,8 +68,9 @@ MODELS = {
 }
 
 TOOL_LABELS = {
-    "repatlas": "repatlas capture (f32)",
-    "repatlas-quantized": "repatlas capture (quantized)",
+    "repatlas": "repatlas capture (f32, packed)",
+    "repatlas-padded": "repatlas capture (f32, right-padded)",
+    "repatlas-quantized": "repatlas capture (quantized, packed)",
     "transformers": "transformers (fp32)",
     "llama.cpp": "llama.cpp (GGUF quantized)",
 }
@@ -317,7 +320,7 @@ def worker_llama(args):
 # Peers as seen from the parent
 
 
-def run_repatlas(args, gguf, stimuli, limit, weights):
+def run_repatlas(args, gguf, stimuli, limit, weights, padding=None):
     work = Path(tempfile.mkdtemp(prefix="capture-peers-"))
     try:
         argv = [
@@ -338,6 +341,8 @@ def run_repatlas(args, gguf, stimuli, limit, weights):
         ]
         if limit is not None:
             argv += ["--limit", str(limit)]
+        if padding is not None:
+            argv += ["--padding", padding]
         result = run_measured(argv)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -449,7 +454,7 @@ def capture_table(report):
         f"{report['machine']['memory_gib']} GiB. Threads per peer: {report['settings']['threads']}.",
         f"Stimuli: first {report['settings']['limit']} of `{report['settings']['stimuli']}`, "
         f"{report['settings']['repeats']} repeats per peer, each a fresh process.",
-        f"Batches (repatlas and transformers): at most {report['settings']['batch_tokens']} padded slots "
+        f"Batches (repatlas and transformers): at most {report['settings']['batch_tokens']} slots, padding included, "
         f"and {report['settings']['batch_rows']} rows. llama.cpp evaluates one stimulus at a time with n_batch 512.",
         "",
         "Tokens/s counts real tokens over forward time (load and tokenization excluded). "
@@ -481,7 +486,7 @@ def capture_table(report):
     lines += ["| model | ratio | all repeats | idle repeats |", "|---|---|---:|---:|"]
     for model_key in report["settings"]["models"]:
         name = report["models"][model_key]["name"]
-        for ours in ("repatlas", "repatlas-quantized"):
+        for ours in ("repatlas", "repatlas-padded", "repatlas-quantized"):
             for peer in ("transformers", "llama.cpp"):
                 a, b = summary.get((model_key, ours)), summary.get((model_key, peer))
                 if a and b:
@@ -509,7 +514,7 @@ def scaling_table(report):
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gib']} GiB. Model: {report['model']} (weights {report['settings']['weights']}).",
         f"Stimulus sets cycle `{report['settings']['stimuli']}` with new ids. "
-        f"Batches: at most {report['settings']['batch_tokens']} padded slots and {report['settings']['batch_rows']} rows.",
+        f"Batches: packed, at most {report['settings']['batch_tokens']} tokens and {report['settings']['batch_rows']} rows.",
         "",
         "| stimuli | tokens | wall s | forward s | tokens/s | peak RSS MB | other cores |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -557,7 +562,11 @@ def run_capture(args):
     for key in model_keys:
         if key not in MODELS:
             raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
-    tools = ["repatlas"] + (["repatlas-quantized"] if args.quantized else []) + ["transformers", "llama.cpp"]
+    tools = (
+        ["repatlas", "repatlas-padded"]
+        + (["repatlas-quantized"] if args.quantized else [])
+        + ["transformers", "llama.cpp"]
+    )
     check_inputs(args, model_keys)
     if not os.access(args.python, os.X_OK):
         raise SystemExit(f"Python for the peers not found at {args.python}; run scripts/bench-peers-setup.sh")
@@ -612,6 +621,8 @@ def measure_peers(args, report, model_keys, tools):
                 idle_wait_s = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else 0.0
                 if tool == "repatlas":
                     result = run_repatlas(args, gguf, args.stimuli, args.limit, "dequantize")
+                elif tool == "repatlas-padded":
+                    result = run_repatlas(args, gguf, args.stimuli, args.limit, "dequantize", "right")
                 elif tool == "repatlas-quantized":
                     result = run_repatlas(args, gguf, args.stimuli, args.limit, "quantized")
                 else:
@@ -700,7 +711,7 @@ def parse_args(argv):
     p.add_argument("--render", type=Path, metavar="JSON", help="rewrite the table of an earlier capture JSON (same name, .md) and exit")
     p.add_argument("--scaling", metavar="N,N,...", help="run the scaling mode over these stimulus counts instead")
     p.add_argument("--threads", type=int, default=2, help="threads for torch and llama.cpp (default 2)")
-    p.add_argument("--batch-tokens", type=int, default=2048, help="padded token slots per batch (default 2048, as repatlas)")
+    p.add_argument("--batch-tokens", type=int, default=2048, help="token slots per batch, padding included (default 2048, as repatlas)")
     p.add_argument("--batch-rows", type=int, default=64, help="maximum stimuli per batch (default 64, as repatlas)")
     p.add_argument("--n-ctx", type=int, default=2048, help="llama.cpp context size in tokens (default 2048)")
     p.add_argument(

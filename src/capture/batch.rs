@@ -2,8 +2,8 @@
 //!
 //! A [`Batch`] is a `rows slots` block of token ids with its mask and
 //! position ids. With [`Padding::Left`] or [`Padding::Right`] each stimulus
-//! has a row of its own, padded to the longest; with [`Padding::None`] the
-//! stimuli lie end to end in one row and attention never crosses from one
+//! has a row of its own, padded to the longest. With [`Padding::None`] the
+//! stimuli lie end to end in one row, and attention never crosses from one
 //! stimulus into another. Position ids count valid tokens only, so a stimulus
 //! gets the same positions in every layout. [`plan_batches`] groups stimuli
 //! of similar length under a token budget; [`pool`] turns a
@@ -15,7 +15,7 @@ use std::ops::Range;
 use candle_core::Tensor;
 use serde::Serialize;
 
-/// How the stimuli of a batch are laid out in its token tensor.
+/// Layout of a batch's stimuli in its token tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
@@ -157,25 +157,37 @@ impl Batch {
 }
 
 /// Groups stimuli (given by token count) into batches of similar length,
-/// each with at most `max_batch_tokens` padded slots and `max_batch_rows`
-/// rows. Returns stimulus indices per batch; every index appears once.
+/// each with at most `max_batch_tokens` slots and `max_batch_rows`
+/// stimuli. A padded batch takes its row count times its longest stimulus
+/// in slots, a packed one the sum of its lengths. A stimulus longer than the
+/// budget gets a batch of its own. Returns stimulus indices per batch; every
+/// index appears once.
 pub fn plan_batches(
     lengths: &[usize],
     max_batch_tokens: usize,
     max_batch_rows: usize,
+    padding: Padding,
 ) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| (lengths[i], i));
     let mut batches = Vec::new();
     let mut current: Vec<usize> = Vec::new();
+    let mut tokens = 0;
     for i in order {
         let width = lengths[i].max(1);
-        let fits = (current.len() + 1) * width <= max_batch_tokens.max(width)
-            && current.len() < max_batch_rows.max(1);
+        // Sorted by length, so `width` is the longest of a grown batch.
+        let slots = if padding.is_packed() {
+            tokens + width
+        } else {
+            (current.len() + 1) * width
+        };
+        let fits = slots <= max_batch_tokens.max(width) && current.len() < max_batch_rows.max(1);
         if !fits && !current.is_empty() {
             batches.push(std::mem::take(&mut current));
+            tokens = 0;
         }
         current.push(i);
+        tokens += width;
     }
     if !current.is_empty() {
         batches.push(current);
@@ -244,17 +256,44 @@ mod tests {
     #[test]
     fn plan_covers_every_stimulus_once() {
         let lengths = [5, 1, 9, 9, 3, 12, 2, 7];
-        let batches = plan_batches(&lengths, 20, 8);
-        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
-        seen.sort();
-        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
-        for b in &batches {
+        for padding in [Padding::Right, Padding::None] {
+            let batches = plan_batches(&lengths, 20, 8, padding);
+            let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+            seen.sort();
+            assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn plan_counts_padding_only_when_padded() {
+        let lengths = [5, 1, 9, 9, 3, 12, 2, 7];
+        for b in plan_batches(&lengths, 20, 8, Padding::Right) {
             let width = b.iter().map(|&i| lengths[i]).max().unwrap();
             assert!(
                 b.len() == 1 || b.len() * width <= 20,
-                "batch {b:?} over budget"
+                "padded batch {b:?} over budget"
             );
         }
+        let packed = plan_batches(&lengths, 20, 8, Padding::None);
+        for b in &packed {
+            let tokens: usize = b.iter().map(|&i| lengths[i]).sum();
+            assert!(
+                b.len() == 1 || tokens <= 20,
+                "packed batch {b:?} over budget"
+            );
+        }
+        // Sorted lengths 1 2 3 5 7 | 9 9 | 12 when packed. Padded, the same
+        // budget takes four batches: 1 2 3 5 | 7 9 | 9 | 12.
+        assert_eq!(packed, vec![vec![1, 6, 4, 0, 7], vec![2, 3], vec![5]]);
+        assert_eq!(plan_batches(&lengths, 20, 8, Padding::Right).len(), 4);
+    }
+
+    #[test]
+    fn plan_caps_rows_per_batch() {
+        let lengths = [1; 10];
+        let batches = plan_batches(&lengths, 1000, 4, Padding::None);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
     }
 
     #[test]

@@ -136,7 +136,12 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     }
     let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
     let total_tokens: usize = lengths.iter().sum();
-    let batches = plan_batches(&lengths, opts.max_batch_tokens, opts.max_batch_rows);
+    let batches = plan_batches(
+        &lengths,
+        opts.max_batch_tokens,
+        opts.max_batch_rows,
+        opts.padding,
+    );
     info!(
         "{total_tokens} tokens in {} batches (at most {} slots or {} rows each), padding {}",
         batches.len(),

@@ -262,7 +262,7 @@ impl Experiment {
         let mut nll_count = 0usize;
         // Packed batches on the CPU: no compute goes to padding.
         let padding = opts.device.default_padding();
-        for rows in plan_batches(&lengths, opts.max_batch_tokens, 64) {
+        for rows in plan_batches(&lengths, opts.max_batch_tokens, 64, padding) {
             let seqs: Vec<(usize, &[u32])> =
                 rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
             let batch = Batch::new(&seqs, pad, padding, |_| false);

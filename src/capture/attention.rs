@@ -229,16 +229,18 @@ unsafe fn product(
     );
 }
 
-/// Returns the contiguous f32 data of one input, or an error for a strided one.
-fn contiguous<'a>(
+/// Returns the contiguous f32 data of input `name` of `op`, or an error for a
+/// strided one.
+pub(super) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
+    op: &str,
     name: &str,
 ) -> candle_core::Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
     match layout.contiguous_offsets() {
         Some((from, to)) => Ok(&data[from..to]),
-        None => candle_core::bail!("packed attention needs a contiguous {name}"),
+        None => candle_core::bail!("{op} needs a contiguous {name}"),
     }
 }
 
@@ -258,9 +260,9 @@ impl CustomOp3 for PackedAttention {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = self.dims(q_layout, k_layout, v_layout)?;
         let inputs = (
-            contiguous(q, q_layout, "q")?,
-            contiguous(k, k_layout, "k")?,
-            contiguous(v, v_layout, "v")?,
+            contiguous_f32(q, q_layout, self.name(), "q")?,
+            contiguous_f32(k, k_layout, self.name(), "k")?,
+            contiguous_f32(v, v_layout, self.name(), "v")?,
         );
         let row = dims.n_heads * dims.head_dim;
         let mut out = vec![0f32; dims.slots * row];

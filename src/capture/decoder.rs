@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
+use super::activation::GatedActivation;
 use super::attention::{AttentionMask, PackedAttention};
 use super::batch::Batch;
 use super::config::{Activation, DecoderConfig, LayerType};
@@ -188,12 +189,19 @@ pub(crate) struct Mlp {
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
         let gate = self.gate_proj.forward(xs)?;
-        let gate = match self.act {
-            Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
-        };
         let up = self.up_proj.forward(xs)?;
-        self.down_proj.forward(&(gate * up)?)
+        let hidden = if gate.device().is_cpu() {
+            // `up` is this call's own fresh tensor, so it can take the result.
+            up.inplace_op2(&gate, &GatedActivation(self.act))?;
+            up
+        } else {
+            let gate = match self.act {
+                Activation::Silu => candle_nn::ops::silu(&gate)?,
+                Activation::GeluTanh => gate.gelu()?,
+            };
+            (gate * up)?
+        };
+        self.down_proj.forward(&hidden)
     }
 }
 

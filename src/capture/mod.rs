@@ -6,6 +6,7 @@
 //! [`batch::Batch`]es, run through the decoder, pooled, and written to a run
 //! directory ([`rundir`]) that `compare` reads back.
 
+mod activation;
 mod attention;
 pub mod batch;
 pub mod bert;

@@ -97,7 +97,8 @@ struct CaptureArgs {
     pooling: Pooling,
     /// Batch layout: none packs the stimuli end to end without padding (the
     /// CPU default, fastest), left or right pads each one to the batch's
-    /// longest (the GPU default).
+    /// longest (the GPU default). Without it, an unfinished run of the same
+    /// --out resumes with the layout it recorded.
     #[arg(long, value_enum)]
     padding: Option<Padding>,
     /// Dequantize weights to f32 (exact parity) or keep them quantized (less
@@ -352,9 +353,7 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         limit: args.input.limit,
         out: args.out,
         pooling: args.pooling,
-        padding: args
-            .padding
-            .unwrap_or_else(|| args.device.default_padding()),
+        padding: args.padding,
         weight_mode: args.weights,
         taps,
         max_batch_tokens: args.batch_tokens,

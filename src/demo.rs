@@ -251,7 +251,7 @@ fn capture_if_needed(
         limit: args.limit,
         out: out.to_path_buf(),
         pooling: Pooling::Mean,
-        padding: args.device.default_padding(),
+        padding: None,
         weight_mode: args.weights,
         taps: Vec::new(),
         max_batch_tokens: 2048,

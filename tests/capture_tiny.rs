@@ -291,3 +291,14 @@ fn rope_scaling_is_rejected() {
     let err = load_error(dir.path(), &config, "a string theta");
     assert!(err.contains("rope_theta"), "{err}");
 }
+
+#[test]
+fn zero_sliding_window_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_llama_folder(dir.path());
+    config["model_type"] = "mistral".into();
+    config["sliding_window"] = 0.into();
+    let err = load_error(dir.path(), &config, "a zero sliding window");
+    assert!(err.contains("sliding_window is 0"), "{err}");
+    assert!(err.contains("config.json"), "{err}");
+}

@@ -301,29 +301,20 @@ fn compare_errors_name_the_value() {
     assert!(result.status.success(), "{}", stderr(&result));
 }
 
-#[test]
-fn interrupted_capture_resumes_to_same_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::require_model(common::SMOLLM2);
-    let full = dir.path().join("full");
-    let result = capture(&model, &small_stimuli(), &full, &["--batch-tokens", "16"]);
-    assert!(result.status.success(), "{}", stderr(&result));
-
-    // Start a capture and kill it once its first batch is on disk.
-    let out = dir.path().join("resumed");
-    let partial = dir.path().join("resumed.partial");
+/// Starts a capture of the small stimuli into `out` and kills it once its
+/// first batch is on disk in `partial` (or after two minutes).
+fn kill_after_first_batch(model: &Path, out: &Path, partial: &Path, extra: &[&str]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_repatlas"))
         .args([
             "capture",
             "--model",
-            s(&model),
+            s(model),
             "--stimuli",
             s(&small_stimuli()),
             "--out",
-            s(&out),
-            "--batch-tokens",
-            "16",
+            s(out),
         ])
+        .args(extra)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -339,6 +330,20 @@ fn interrupted_capture_resumes_to_same_result() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn interrupted_capture_resumes_to_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let full = dir.path().join("full");
+    let result = capture(&model, &small_stimuli(), &full, &["--batch-tokens", "16"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    // Start a capture and kill it once its first batch is on disk.
+    let out = dir.path().join("resumed");
+    let partial = dir.path().join("resumed.partial");
+    kill_after_first_batch(&model, &out, &partial, &["--batch-tokens", "16"]);
     if !out.exists() {
         assert!(
             !partial.join("manifest.json").exists(),
@@ -369,6 +374,51 @@ fn interrupted_capture_resumes_to_same_result() {
             "layer {layer} differs after resume"
         );
     }
+}
+
+#[test]
+fn resume_keeps_the_recorded_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("run");
+    let partial = dir.path().join("run.partial");
+    let padded = ["--batch-tokens", "16", "--padding", "right"];
+    kill_after_first_batch(&model, &out, &partial, &padded);
+    if out.exists() {
+        eprintln!("the capture finished before the kill; nothing to resume");
+        return;
+    }
+
+    // Asking for another layout names the change and keeps the partial run.
+    let packed = ["--batch-tokens", "16", "--padding", "none"];
+    let result = capture(&model, &small_stimuli(), &out, &packed);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    let message = stderr(&result);
+    assert!(
+        message.contains("--padding was right, now none"),
+        "{message}"
+    );
+    assert!(message.contains("original settings"), "{message}");
+    assert!(
+        partial.join("plan.json").is_file(),
+        "the unfinished run was lost"
+    );
+
+    // Without --padding the recorded layout is used, so the run resumes.
+    let result = capture(
+        &model,
+        &small_stimuli(),
+        &out,
+        &["--batch-tokens", "16", "-v"],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("as recorded in"),
+        "{}",
+        stderr(&result)
+    );
+    let run = repatlas::capture::Run::open(&out).unwrap();
+    assert_eq!(run.manifest.padding, "right");
 }
 
 #[test]
@@ -593,7 +643,7 @@ fn packed_batches_need_the_cpu() {
     assert_eq!(result.status.code(), Some(2));
     let message = stderr(&result);
     assert!(message.contains("CPU only"), "{message}");
-    assert!(message.contains("padding right"), "{message}");
+    assert!(message.contains("--padding right"), "{message}");
     assert!(!out.exists(), "a run directory was started");
 }
 

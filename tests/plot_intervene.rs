@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use image::RgbImage;
-use repatlas::capture::{self, CaptureOptions, Padding, Pooling, WeightMode};
+use repatlas::capture::{self, CaptureOptions, Pooling, WeightMode};
 use repatlas::compare::{self, CompareOptions, TapChoice};
 use repatlas::intervene::{self, InterventionOptions, InterventionRow, VariantSet};
 use repatlas::metrics::GridOptions;
@@ -74,7 +74,7 @@ fn cka_rows() -> &'static [ResultRow] {
             limit: None,
             out: run.clone(),
             pooling: Pooling::Mean,
-            padding: Padding::Right,
+            padding: None,
             weight_mode: WeightMode::Dequantize,
             taps: Vec::new(),
             max_batch_tokens: 4096,

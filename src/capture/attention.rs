@@ -142,8 +142,15 @@ impl PackedAttention {
                     parallelism,
                 );
             }
-            for (i, scores_row) in scores.chunks_exact_mut(len).enumerate() {
-                self.softmax_row(scores_row, i);
+            if matches!(parallelism, Parallelism::None) {
+                for (i, scores_row) in scores.chunks_exact_mut(len).enumerate() {
+                    self.softmax_row(scores_row, i);
+                }
+            } else {
+                scores
+                    .par_chunks_exact_mut(len)
+                    .enumerate()
+                    .for_each(|(i, scores_row)| self.softmax_row(scores_row, i));
             }
             // out = P V, written into this head's columns.
             // SAFETY: `v_rows` is `len x head_dim` row-major. The output rows of
@@ -269,7 +276,7 @@ impl CustomOp3 for PackedAttention {
 
         // Each sequence owns a run of output rows, so the sequences run in
         // parallel on disjoint slices. With fewer sequences than threads the
-        // GEMMs of each sequence use the threads instead.
+        // GEMMs and softmax rows of each sequence use the threads instead.
         let threads = rayon::current_num_threads();
         let parallelism = if self.segments.len() < threads {
             Parallelism::Rayon(threads)

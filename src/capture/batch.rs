@@ -206,7 +206,13 @@ pub enum Pooled {
 /// Pools a `rows slots d_model` tensor according to `pooling`.
 pub fn pool(hidden: &Tensor, batch: &Batch, pooling: Pooling) -> candle_core::Result<Pooled> {
     let (rows, slots, d) = hidden.dims3()?;
-    debug_assert_eq!((rows, slots), batch.shape());
+    if (rows, slots) != batch.shape() {
+        candle_core::bail!(
+            "cannot pool hidden states of shape {:?} with a batch of shape {:?}",
+            hidden.dims(),
+            batch.shape()
+        );
+    }
     let data: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
     let token = |slot: usize| &data[slot * d..(slot + 1) * d];
     let n = batch.n_stimuli();

@@ -339,6 +339,12 @@ impl DecoderConfig {
         {
             return Err(bad("sliding-attention layers need sliding_window".into()));
         }
+        if self.sliding_window == Some(0) {
+            return Err(bad(
+                "sliding_window is 0, so no token could attend to itself; it must be positive"
+                    .into(),
+            ));
+        }
         if self.head_dim % 2 != 0 {
             return Err(bad(format!(
                 "head_dim {} is odd; RoPE needs pairs",

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
@@ -34,9 +35,10 @@ pub struct CaptureOptions {
     pub limit: Option<usize>,
     pub out: PathBuf,
     pub pooling: Pooling,
-    /// Layout of each batch; [`ComputeDevice::default_padding`] gives the
-    /// fastest one the device runs.
-    pub padding: Padding,
+    /// Layout of each batch. `None` takes the layout that an unfinished run
+    /// of the same output recorded, so that it resumes, and otherwise
+    /// [`ComputeDevice::default_padding`], the fastest the device runs.
+    pub padding: Option<Padding>,
     pub weight_mode: WeightMode,
     /// Extra taps besides `resid_post`.
     pub taps: Vec<Tap>,
@@ -86,13 +88,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
             path: opts.out.clone(),
         });
     }
-    if opts.padding.is_packed() && opts.device != ComputeDevice::Cpu {
-        return Err(CaptureError::Device(format!(
-            "packed batches (padding none) run on the CPU only; use padding right \
-             with device {}",
-            opts.device
-        )));
-    }
+    let padding = resolve_padding(opts)?;
     let stimuli = StimulusSet::load(&opts.stimuli, opts.limit)?;
     info!("{} stimuli from {}", stimuli.len(), opts.stimuli.display());
 
@@ -140,14 +136,14 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         &lengths,
         opts.max_batch_tokens,
         opts.max_batch_rows,
-        opts.padding,
+        padding,
     );
     info!(
         "{total_tokens} tokens in {} batches (at most {} slots or {} rows each), padding {}",
         batches.len(),
         opts.max_batch_tokens,
         opts.max_batch_rows,
-        enum_name(&opts.padding)
+        enum_name(&padding)
     );
 
     let mut taps = vec![Tap::ResidPost];
@@ -158,7 +154,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         model_sha256: model_sha256.clone(),
         stimuli_set_sha256: stimuli.set_sha256(),
         pooling: enum_name(&opts.pooling),
-        padding: enum_name(&opts.padding),
+        padding: enum_name(&padding),
         weight_mode: enum_name(&opts.weight_mode),
         taps: taps.iter().map(enum_name).collect(),
         batches: batches.clone(),
@@ -182,7 +178,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
             continue;
         }
         let seqs: Vec<(usize, &[u32])> = rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
-        let batch = Batch::new(&seqs, pad_id, opts.padding, |id| tokenizer.is_special(id));
+        let batch = Batch::new(&seqs, pad_id, padding, |id| tokenizer.is_special(id));
         let t_forward = Instant::now();
         let hidden = model.forward(&batch, &taps)?;
         let forward_s = t_forward.elapsed().as_secs_f64();
@@ -234,7 +230,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         quantization: model.quantization.clone(),
         weight_mode: enum_name(&opts.weight_mode),
         pooling: enum_name(&opts.pooling),
-        padding: enum_name(&opts.padding),
+        padding: enum_name(&padding),
         taps: plan.taps.clone(),
         stimuli: StimuliInfo {
             file: opts.stimuli.display().to_string(),
@@ -264,6 +260,39 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         tokens_per_second,
         resumed_batches: resumed,
     })
+}
+
+/// Returns the batch layout of a capture: the requested one, or else the one
+/// that an unfinished run in the working folder recorded, or else the
+/// device's default. Packed batches need the CPU.
+fn resolve_padding(opts: &CaptureOptions) -> Result<Padding, CaptureError> {
+    let packed_on_gpu = |padding: Padding| padding.is_packed() && opts.device != ComputeDevice::Cpu;
+    if let Some(padding) = opts.padding {
+        if packed_on_gpu(padding) {
+            return Err(CaptureError::Device(format!(
+                "--padding none (packed batches) runs on the CPU only; with --device {} \
+                 use --padding right, or leave --padding out",
+                opts.device
+            )));
+        }
+        return Ok(padding);
+    }
+    let plan_path = partial_dir(&opts.out).join(PLAN);
+    let recorded = fs::read(&plan_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Plan>(&bytes).ok())
+        .and_then(|plan| Padding::from_str(&plan.padding, false).ok());
+    match recorded {
+        Some(padding) if !packed_on_gpu(padding) => {
+            info!(
+                "padding {} as recorded in {}, to resume that run",
+                enum_name(&padding),
+                plan_path.display()
+            );
+            Ok(padding)
+        }
+        _ => Ok(opts.device.default_padding()),
+    }
 }
 
 fn enum_name<T: Serialize>(value: &T) -> String {
@@ -372,25 +401,25 @@ fn prepare_partial(partial: &Path, plan: &Plan) -> Result<usize, CaptureError> {
 fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     let mut diffs = Vec::new();
     if old.model_sha256 != new.model_sha256 {
-        diffs.push("model file");
+        diffs.push("model file".to_string());
     }
     if old.stimuli_set_sha256 != new.stimuli_set_sha256 {
-        diffs.push("stimuli");
+        diffs.push("stimuli".to_string());
     }
-    if old.pooling != new.pooling {
-        diffs.push("pooling");
-    }
-    if old.padding != new.padding {
-        diffs.push("padding");
-    }
-    if old.weight_mode != new.weight_mode {
-        diffs.push("weight mode");
+    for (name, was, now) in [
+        ("pooling", &old.pooling, &new.pooling),
+        ("padding", &old.padding, &new.padding),
+        ("weights", &old.weight_mode, &new.weight_mode),
+    ] {
+        if was != now {
+            diffs.push(format!("--{name} was {was}, now {now}"));
+        }
     }
     if old.taps != new.taps {
-        diffs.push("taps");
+        diffs.push("taps".to_string());
     }
     if old.batches != new.batches {
-        diffs.push("batch plan (token budget, rows or --max-tokens)");
+        diffs.push("batch plan (token budget, rows, padding or --max-tokens)".to_string());
     }
     format!("changed: {}", diffs.join(", "))
 }

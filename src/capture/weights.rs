@@ -34,7 +34,8 @@ pub struct Linear {
 
 impl Linear {
     /// Applies the layer to `[.., in_features]`, flattening leading dims so
-    /// that one GEMM serves the whole batch.
+    /// that one GEMM serves the whole batch. The result has a storage of its
+    /// own, which the MLP's in-place activation relies on.
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let dims = xs.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();

@@ -224,6 +224,10 @@ impl Experiment {
             weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
             max_tokens: opts.max_tokens,
             max_batch_tokens: opts.max_batch_tokens,
+            padding: serde_json::to_value(opts.device.default_padding())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
         };
         let tokenizer = loaded.tokenizer;
         let decoder = match loaded.network {
@@ -475,6 +479,8 @@ struct Fingerprint {
     weight_mode: String,
     max_tokens: usize,
     max_batch_tokens: usize,
+    /// Batch layout (`none` for packed, `right`), which follows the device.
+    padding: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -515,8 +521,9 @@ impl Journal {
             if theirs.as_ref() != Some(fingerprint) {
                 return Err(fail(
                     "was written by a run with another model, stimulus set, --weights, \
-                     --max-tokens or --batch-tokens; rerun with those settings to resume it, \
-                     or delete it to start afresh"
+                     --max-tokens, --batch-tokens or batch layout (packed on the CPU, padded \
+                     on a GPU or by versions before packing); rerun with those settings to \
+                     resume it, or delete it to start afresh"
                         .into(),
                 ));
             }

@@ -235,6 +235,11 @@ struct InterveneArgs {
     /// Token slots per batch, padding included.
     #[arg(long, default_value_t = 2048)]
     batch_tokens: usize,
+    /// Batch layout: none packs the stimuli end to end (the CPU default),
+    /// left or right pads each one (the GPU default). Without it, an
+    /// unfinished run of the same --out resumes with the layout it recorded.
+    #[arg(long, value_enum)]
+    padding: Option<Padding>,
     /// Parquet file for the rows (one per variant and measure). Finished
     /// variants are logged to `<out>.partial.jsonl`, so a killed run resumes.
     #[arg(long)]
@@ -308,9 +313,18 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// 1 for failures of the job itself, 2 for invalid input.
 fn exit_code(err: &anyhow::Error) -> u8 {
     use repatlas::capture::CaptureError as C;
-    let job_failure = err
-        .chain()
-        .any(|e| matches!(e.downcast_ref::<C>(), Some(C::Candle(_))));
+    use std::io::ErrorKind as K;
+    // The compute or the disk failed, not the input: a full disk or a write
+    // cut short is no reason to change the command.
+    let job_failure = err.chain().any(|e| {
+        matches!(e.downcast_ref::<C>(), Some(C::Candle(_)))
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    K::StorageFull | K::WriteZero | K::Interrupted | K::OutOfMemory
+                )
+            })
+    });
     if job_failure {
         1
     } else {
@@ -364,13 +378,17 @@ fn run_capture(args: CaptureArgs) -> Result<()> {
         device: args.device,
     };
     let summary = capture::capture(&opts)?;
+    let speed = if summary.tokens_per_second > 0.0 {
+        format!("at {:.0} tokens/s", summary.tokens_per_second)
+    } else {
+        "from batches captured earlier".to_string()
+    };
     eprintln!(
-        "captured {} stimuli ({} tokens, {} truncated) into {} at {:.0} tokens/s",
+        "captured {} stimuli ({} tokens, {} truncated) into {} {speed}",
         summary.n_stimuli,
         summary.total_tokens,
         summary.n_truncated,
         summary.out.display(),
-        summary.tokens_per_second
     );
     Ok(())
 }
@@ -454,6 +472,13 @@ fn run_compare(args: CompareArgs) -> Result<()> {
 
 fn run_intervene(args: InterveneArgs) -> Result<()> {
     args.input.check()?;
+    if args.out.is_dir() {
+        bail!(
+            "--out {} is a folder; name the parquet file to write, e.g. {}",
+            args.out.display(),
+            args.out.join("intervene.parquet").display()
+        );
+    }
     let mut variants = Vec::new();
     for spec in args
         .variants
@@ -476,6 +501,7 @@ fn run_intervene(args: InterveneArgs) -> Result<()> {
         scan_stride: args.scan_stride,
         max_batch_tokens: args.batch_tokens,
         max_tokens: args.max_tokens,
+        padding: args.padding,
         progress: std::io::stderr().is_terminal(),
         device: args.device,
         journal: Some(intervene::journal_path(&args.out)),

@@ -166,6 +166,7 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
             scan_stride: 2,
             max_batch_tokens: 2048,
             max_tokens: 256,
+            padding: None,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             device: args.device,
             journal: Some(intervene::journal_path(&args.out.join("intervene.parquet"))),

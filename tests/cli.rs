@@ -422,6 +422,74 @@ fn resume_keeps_the_recorded_padding() {
 }
 
 #[test]
+fn resume_rejects_other_token_limit() {
+    // Every stimulus is cut, so both limits give the same batches: only the
+    // recorded limit tells the runs apart.
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let out = dir.path().join("run");
+    let partial = dir.path().join("run.partial");
+    let first = ["--batch-rows", "1", "--max-tokens", "3", "--pooling", "all"];
+    kill_after_first_batch(&model, &out, &partial, &first);
+    assert!(!out.exists(), "the capture finished before the kill");
+
+    let other = ["--batch-rows", "1", "--max-tokens", "2", "--pooling", "all"];
+    let result = capture(&model, &small_stimuli(), &out, &other);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    let message = stderr(&result);
+    assert!(message.contains("was 3, now 2"), "{message}");
+    assert!(
+        partial.join("plan.json").is_file(),
+        "the partial run was lost"
+    );
+
+    let result = capture(&model, &small_stimuli(), &out, &first);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let run = repatlas::capture::Run::open(&out).unwrap();
+    assert_eq!(run.manifest.max_tokens, Some(3));
+    assert!(!out.join("plan.json").exists());
+}
+
+#[test]
+fn capture_stopped_while_moving_into_place_finishes() {
+    // The state a kill inside the last step leaves: the run is assembled in
+    // the partial folder, its chunks are gone and its plan is still there.
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::require_model(common::SMOLLM2);
+    let args = ["--batch-tokens", "16"];
+    let killed = dir.path().join("killed");
+    let killed_partial = dir.path().join("killed.partial");
+    kill_after_first_batch(&model, &killed, &killed_partial, &args);
+    assert!(!killed.exists(), "the capture finished before the kill");
+    let plan = std::fs::read(killed_partial.join("plan.json")).unwrap();
+
+    let full = dir.path().join("full");
+    let result = capture(&model, &small_stimuli(), &full, &args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let out = dir.path().join("out");
+    let partial = dir.path().join("out.partial");
+    std::fs::create_dir(&partial).unwrap();
+    for entry in std::fs::read_dir(&full).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), partial.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(partial.join("plan.json"), plan).unwrap();
+
+    let result = capture(&model, &small_stimuli(), &out, &args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(!partial.exists());
+    assert!(!out.join("plan.json").exists());
+    for name in ["activations.safetensors", "manifest.json"] {
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            std::fs::read(full.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn max_tokens_truncates_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::require_model(common::SMOLLM2);
@@ -578,6 +646,11 @@ fn intervene_writes_rows_summary_and_figures() {
     let bad = intervene(&model, &stimuli, &out, &["--variants", "skip:99"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("block 99"), "{}", stderr(&bad));
+
+    // A folder as --out is rejected before any work.
+    let bad = intervene(&model, &stimuli, dir.path(), &["--variants", "skip:3"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("is a folder"), "{}", stderr(&bad));
 
     // Capture and intervene share the checks of the model and stimuli.
     for (flag, value, message) in [

@@ -49,6 +49,7 @@ fn options(dir: &std::path::Path, variants: &[&str]) -> InterventionOptions {
         scan_stride: 1,
         max_batch_tokens: 4096,
         max_tokens: 256,
+        padding: None,
         progress: false,
         device: Default::default(),
         journal: None,
@@ -324,8 +325,76 @@ fn journal_resumes_and_refuses_other_settings() {
     opts.max_tokens = 8;
     let err = intervene::run(&opts).unwrap_err().to_string();
     assert!(err.contains("out.parquet.partial.jsonl"), "{err}");
+    assert!(err.contains("--max-tokens was 256, now 8"), "{err}");
     assert!(err.contains("delete it"), "{err}");
 
     intervene::remove_journal(&dir.path().join("out.parquet")).unwrap();
     assert!(!journal.exists());
+}
+
+#[test]
+fn rejected_variants_leave_no_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), &["skip:99"]);
+    opts.limit = Some(1);
+    let journal = intervene::journal_path(&dir.path().join("out.parquet"));
+    opts.journal = Some(journal.clone());
+    let err = intervene::run(&opts).unwrap_err().to_string();
+    assert!(err.contains("block 99"), "{err}");
+    assert!(
+        !journal.exists(),
+        "a rejected run would block the corrected command"
+    );
+    opts.variants = vec![("skip:9".into(), "skip:9".parse().unwrap())];
+    intervene::run(&opts).unwrap();
+}
+
+#[test]
+fn journal_without_layout_resumes_padded() {
+    // Journals written before packing carry no layout; those versions padded
+    // on the right, and without --padding such a journal resumes that way.
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), &["skip:3"]);
+    opts.limit = Some(2);
+    let journal = intervene::journal_path(&dir.path().join("out.parquet"));
+    opts.journal = Some(journal.clone());
+    opts.padding = Some(Padding::Right);
+    let padded = intervene::run(&opts).unwrap();
+
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut header: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(header["padding"], "right");
+    header.as_object_mut().unwrap().remove("padding");
+    let mut entry: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    entry["measures"]["kl"] = serde_json::json!(77.0);
+    lines[0] = header.to_string();
+    lines[1] = entry.to_string();
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+
+    opts.padding = None;
+    let resumed = intervene::run(&opts).unwrap();
+    let kl = |rows: &[intervene::InterventionRow]| {
+        rows.iter().find(|r| r.measure == "kl").unwrap().value
+    };
+    assert_eq!(kl(&resumed.rows), 77.0, "skip:3 came from the journal");
+
+    // Asking for packed batches names the recorded layout.
+    opts.padding = Some(Padding::None);
+    let err = intervene::run(&opts).unwrap_err().to_string();
+    assert!(err.contains("--padding was right, now none"), "{err}");
+
+    // Packed and padded measures agree.
+    opts.journal = None;
+    let packed = intervene::run(&opts).unwrap();
+    for (a, b) in packed.rows.iter().zip(&padded.rows) {
+        assert_eq!(a.measure, b.measure);
+        assert!(
+            (a.value - b.value).abs() <= 1e-4 * (1.0 + b.value.abs()),
+            "{}: packed {} against padded {}",
+            a.measure,
+            a.value,
+            b.value
+        );
+    }
 }

@@ -51,6 +51,7 @@ fn run_rows() -> &'static [InterventionRow] {
             scan_stride: 1,
             max_batch_tokens: 4096,
             max_tokens: 256,
+            padding: None,
             progress: false,
             device: Default::default(),
             journal: None,

@@ -20,7 +20,8 @@ use super::rundir::{
 use super::source::ModelSpec;
 use super::weights::WeightMode;
 use super::CaptureError;
-use crate::stimuli::StimulusSet;
+use crate::stimuli::{hex, hex_sha256, StimulusSet};
+use sha2::{Digest, Sha256};
 
 /// Settings of one capture.
 #[derive(Debug, Clone)]
@@ -76,6 +77,17 @@ struct Plan {
     weight_mode: String,
     taps: Vec<String>,
     batches: Vec<Vec<usize>>,
+    /// The truncation limit in force (`--max-tokens` capped by the context).
+    #[serde(default)]
+    max_tokens: usize,
+    /// sha256 over every stimulus's token ids: catches a changed
+    /// `tokenizer.json` or limit even when the batches come out the same.
+    #[serde(default)]
+    tokens_sha256: String,
+    /// sha256 of the parsed model config and tokenizer settings: a folder's
+    /// `config.json` can change while its weights stay the same.
+    #[serde(default)]
+    config_sha256: String,
 }
 
 const PLAN: &str = "plan.json";
@@ -158,9 +170,29 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         weight_mode: enum_name(&opts.weight_mode),
         taps: taps.iter().map(enum_name).collect(),
         batches: batches.clone(),
+        max_tokens: limit,
+        tokens_sha256: tokens_sha256(&tokens),
+        config_sha256: hex_sha256(
+            &serde_json::to_vec(&(&model.config, tokenizer.settings())).expect("config serialises"),
+        ),
     };
     let partial = partial_dir(&opts.out);
     let resumed = prepare_partial(&partial, &plan)?;
+    if partial.join(rundir::MANIFEST).is_file() && !partial.join("chunks").exists() {
+        // Stopped inside `finalize`: the run is assembled, only the move is
+        // left.
+        info!("{} is assembled; moving it into place", partial.display());
+        finalize(&partial, &opts.out)?;
+        return Ok(CaptureSummary {
+            out: opts.out.clone(),
+            n_stimuli: stimuli.len(),
+            total_tokens,
+            n_truncated,
+            forward_seconds: 0.0,
+            tokens_per_second: 0.0,
+            resumed_batches: batches.len(),
+        });
+    }
 
     let pad_id = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
     let bar = progress_bar(
@@ -398,10 +430,25 @@ fn prepare_partial(partial: &Path, plan: &Plan) -> Result<usize, CaptureError> {
     Ok(0)
 }
 
+/// sha256 over the token ids of every stimulus, each prefixed by its length.
+fn tokens_sha256(tokens: &[Vec<u32>]) -> String {
+    let mut h = Sha256::new();
+    for ids in tokens {
+        h.update((ids.len() as u64).to_le_bytes());
+        for id in ids {
+            h.update(id.to_le_bytes());
+        }
+    }
+    hex(&h.finalize())
+}
+
 fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     let mut diffs = Vec::new();
     if old.model_sha256 != new.model_sha256 {
         diffs.push("model file".to_string());
+    }
+    if old.config_sha256 != new.config_sha256 {
+        diffs.push("model config or tokenizer settings".to_string());
     }
     if old.stimuli_set_sha256 != new.stimuli_set_sha256 {
         diffs.push("stimuli".to_string());
@@ -418,8 +465,20 @@ fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     if old.taps != new.taps {
         diffs.push("taps".to_string());
     }
+    if old.max_tokens != new.max_tokens {
+        diffs.push(format!(
+            "token limit (--max-tokens capped by the context) was {}, now {}",
+            old.max_tokens, new.max_tokens
+        ));
+    } else if old.tokens_sha256 != new.tokens_sha256 {
+        diffs.push("token ids (tokenizer.json)".to_string());
+    }
     if old.batches != new.batches {
-        diffs.push("batch plan (token budget, rows, padding or --max-tokens)".to_string());
+        diffs.push(format!(
+            "batch plan was {} batches, now {} (--batch-tokens, --batch-rows)",
+            old.batches.len(),
+            new.batches.len()
+        ));
     }
     format!("changed: {}", diffs.join(", "))
 }
@@ -534,8 +593,22 @@ fn assemble(
     let mut writer = StreamingWriter::create(&path, &specs, &i64_specs)?;
     let mut buffer = vec![0f32; rows_total * d];
     for name in names {
-        for (chunk, rows) in chunks.iter().zip(batches) {
+        for (b, (chunk, rows)) in chunks.iter().zip(batches).enumerate() {
             let (_, data) = chunk.f32_data(name)?;
+            let want: usize = rows
+                .iter()
+                .map(|&r| if per_token { lengths[r] * d } else { d })
+                .sum();
+            if data.len() != want {
+                return Err(CaptureError::ResumeMismatch {
+                    path: partial.to_path_buf(),
+                    message: format!(
+                        "{} holds {} values of {name}, the plan needs {want}",
+                        chunk_path(partial, b).display(),
+                        data.len()
+                    ),
+                });
+            }
             let mut src = 0usize;
             for &r in rows {
                 let (start, count) = if per_token {
@@ -599,8 +672,12 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
         path: path.to_path_buf(),
         source,
     };
-    fs::remove_dir_all(partial.join("chunks")).map_err(|e| io(partial, e))?;
-    fs::remove_file(partial.join(PLAN)).map_err(|e| io(partial, e))?;
+    // The plan leaves last, from the finished run, so that a capture stopped
+    // at any step here resumes (see `capture`) instead of starting over.
+    match fs::remove_dir_all(partial.join("chunks")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(partial, e)),
+        _ => {}
+    }
     if out.exists() {
         // Replace an old run only once the new one is complete, through a
         // name no one else uses.
@@ -613,7 +690,7 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
     } else {
         fs::rename(partial, out).map_err(|e| io(out, e))?;
     }
-    Ok(())
+    fs::remove_file(out.join(PLAN)).map_err(|e| io(out, e))
 }
 
 /// Creates a progress bar on stderr, hidden unless `enabled`. `template`

@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
-use log::info;
+use log::{info, warn};
 use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,9 @@ pub use io::{read_parquet, write_parquet};
 use variant::distinct_shuffles;
 pub use variant::{Variant, VariantError, VariantSet};
 
-use crate::capture::batch::{plan_batches, Batch};
+use clap::ValueEnum;
+
+use crate::capture::batch::{plan_batches, Batch, Padding};
 use crate::capture::decoder::{Decoder, Prepared};
 use crate::capture::device::ComputeDevice;
 use crate::capture::model::{load_model_on, Network};
@@ -98,6 +100,10 @@ pub struct InterventionOptions {
     pub scan_stride: usize,
     pub max_batch_tokens: usize,
     pub max_tokens: usize,
+    /// Layout of each batch. `None` takes the layout recorded in the
+    /// journal of an unfinished run, so that it resumes, and otherwise
+    /// [`ComputeDevice::default_padding`].
+    pub padding: Option<Padding>,
     pub progress: bool,
     /// Device that the model runs on.
     pub device: ComputeDevice,
@@ -212,6 +218,7 @@ impl Experiment {
             .model_name
             .clone()
             .unwrap_or_else(|| loaded.default_name.clone());
+        let padding = resolve_padding(opts)?;
         let fingerprint = Fingerprint {
             model_sha256: loaded
                 .source
@@ -224,10 +231,7 @@ impl Experiment {
             weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
             max_tokens: opts.max_tokens,
             max_batch_tokens: opts.max_batch_tokens,
-            padding: serde_json::to_value(opts.device.default_padding())
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            padding: padding_name(padding),
         };
         let tokenizer = loaded.tokenizer;
         let decoder = match loaded.network {
@@ -240,10 +244,18 @@ impl Experiment {
             }
         };
 
+        let limit = opts.max_tokens.min(loaded.max_positions).max(1);
+        if limit < opts.max_tokens {
+            warn!(
+                "--max-tokens {} is beyond the model's context of {} positions; \
+                 stimuli are truncated to {limit}",
+                opts.max_tokens, loaded.max_positions
+            );
+        }
         let mut tokens = Vec::with_capacity(stimuli.len());
         for s in &stimuli.stimuli {
             let mut ids = tokenizer.encode(&s.text).map_err(CaptureError::from)?;
-            ids.truncate(opts.max_tokens.max(1));
+            ids.truncate(limit);
             if ids.is_empty() {
                 return Err(CaptureError::EmptyTokens { id: s.id.clone() }.into());
             }
@@ -264,8 +276,6 @@ impl Experiment {
         };
         let mut nll_sum = 0.0;
         let mut nll_count = 0usize;
-        // Packed batches on the CPU: no compute goes to padding.
-        let padding = opts.device.default_padding();
         for rows in plan_batches(&lengths, opts.max_batch_tokens, 64, padding) {
             let seqs: Vec<(usize, &[u32])> =
                 rows.iter().map(|&r| (r, tokens[r].as_slice())).collect();
@@ -479,8 +489,90 @@ struct Fingerprint {
     weight_mode: String,
     max_tokens: usize,
     max_batch_tokens: usize,
-    /// Batch layout (`none` for packed, `right`), which follows the device.
+    /// Batch layout (`none` for packed, `right`). Journals written before
+    /// packing have none, and those versions padded on the right.
+    #[serde(default = "right_padding")]
     padding: String,
+}
+
+fn right_padding() -> String {
+    padding_name(Padding::Right)
+}
+
+fn padding_name(padding: Padding) -> String {
+    serde_json::to_value(padding)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Reads the fingerprint on the journal's first line, when it is readable.
+fn journal_fingerprint(path: &Path) -> Option<Fingerprint> {
+    let file = File::open(path).ok()?;
+    let first = BufReader::new(file).lines().next()?.ok()?;
+    serde_json::from_str(&first).ok()
+}
+
+/// Chooses the batch layout: `--padding` when given, else the one an
+/// unfinished run's journal recorded (when the device can run it), else the
+/// device's fastest.
+fn resolve_padding(opts: &InterventionOptions) -> Result<Padding, InterventionError> {
+    let runs_here = |p: Padding| !p.is_packed() || opts.device == ComputeDevice::Cpu;
+    if let Some(padding) = opts.padding {
+        if !runs_here(padding) {
+            return Err(InterventionError::Setting(format!(
+                "--padding none (packed batches) runs on the CPU only; with --device {} \
+                 use --padding right, or leave --padding out",
+                opts.device
+            )));
+        }
+        return Ok(padding);
+    }
+    let recorded = opts
+        .journal
+        .as_deref()
+        .and_then(journal_fingerprint)
+        .and_then(|f| Padding::from_str(&f.padding, false).ok());
+    match recorded {
+        Some(padding) if runs_here(padding) => {
+            info!(
+                "padding {} as recorded in the journal, to resume that run",
+                padding_name(padding)
+            );
+            Ok(padding)
+        }
+        _ => Ok(opts.device.default_padding()),
+    }
+}
+
+/// Names each setting that differs between a journal and this run.
+fn describe_fingerprint_change(old: &Fingerprint, new: &Fingerprint) -> String {
+    let mut diffs = Vec::new();
+    if old.model_sha256 != new.model_sha256 {
+        diffs.push("model file".to_string());
+    }
+    if old.stimuli_set_sha256 != new.stimuli_set_sha256 {
+        diffs.push("stimuli".to_string());
+    }
+    for (name, was, now) in [
+        ("weights", &old.weight_mode, &new.weight_mode),
+        ("padding", &old.padding, &new.padding),
+        (
+            "max-tokens",
+            &old.max_tokens.to_string(),
+            &new.max_tokens.to_string(),
+        ),
+        (
+            "batch-tokens",
+            &old.max_batch_tokens.to_string(),
+            &new.max_batch_tokens.to_string(),
+        ),
+    ] {
+        if was != now {
+            diffs.push(format!("--{name} was {was}, now {now}"));
+        }
+    }
+    diffs.join(", ")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -517,15 +609,17 @@ impl Journal {
                 .transpose()
                 .map_err(|e| fail(e.to_string()))?
                 .unwrap_or_default();
-            let theirs: Option<Fingerprint> = serde_json::from_str(&first).ok();
-            if theirs.as_ref() != Some(fingerprint) {
-                return Err(fail(
-                    "was written by a run with another model, stimulus set, --weights, \
-                     --max-tokens, --batch-tokens or batch layout (packed on the CPU, padded \
-                     on a GPU or by versions before packing); rerun with those settings to \
-                     resume it, or delete it to start afresh"
-                        .into(),
-                ));
+            let theirs: Fingerprint = serde_json::from_str(&first).map_err(|e| {
+                fail(format!(
+                    "has an unreadable first line ({e}); delete it to start afresh"
+                ))
+            })?;
+            if theirs != *fingerprint {
+                return Err(fail(format!(
+                    "was written by a run with other settings ({}); rerun with those \
+                     settings to resume it, or delete it to start afresh",
+                    describe_fingerprint_change(&theirs, fingerprint)
+                )));
             }
             for line in lines {
                 let line = line.map_err(|e| fail(e.to_string()))?;
@@ -626,10 +720,6 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
         ));
     }
     let experiment = Experiment::new(opts)?;
-    let mut journal = match &opts.journal {
-        Some(path) => Some(Journal::open(path, &experiment.fingerprint)?),
-        None => None,
-    };
     let n = experiment.n_blocks();
     let mut fixed = Vec::new();
     let mut scan = false;
@@ -639,6 +729,11 @@ pub fn run(opts: &InterventionOptions) -> Result<InterventionReport, Interventio
         }
         fixed.extend(set.expand(n, opts.seeds.max(1), spec)?);
     }
+    // Only a run whose variants all fit the model leaves a journal behind.
+    let mut journal = match &opts.journal {
+        Some(path) => Some(Journal::open(path, &experiment.fingerprint)?),
+        None => None,
+    };
     let bar = progress_bar(
         opts.progress,
         fixed.len() as u64,

@@ -117,7 +117,9 @@ struct CaptureArgs {
     /// Maximum stimuli per batch.
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
-    /// Truncate each stimulus to this many tokens (a warning counts each one).
+    /// Truncate each stimulus to this many tokens, special tokens included:
+    /// the text is cut and the tokenizer's closing tokens (BERT's [SEP]) kept.
+    /// A warning counts each one.
     #[arg(long)]
     max_tokens: Option<usize>,
     /// Replace an existing run directory once the new one is complete.
@@ -478,6 +480,11 @@ fn run_intervene(args: InterveneArgs) -> Result<()> {
             args.out.display(),
             args.out.join("intervene.parquet").display()
         );
+    }
+    // Like capture, create the folder the output goes into.
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the folder of --out {}", parent.display()))?;
     }
     let mut variants = Vec::new();
     for spec in args

@@ -29,6 +29,8 @@ pub enum CompareError {
     Npy(#[from] NpyError),
     #[error("{path}: not a run directory, .npy file or folder of .npy files")]
     UnknownSource { path: PathBuf },
+    #[error("{path}: not found; give a run directory, .npy file or folder of .npy files")]
+    NotFound { path: PathBuf },
     #[error("{path}: --tap and --final-norm apply to run directories, not to .npy inputs")]
     NpyOptions { path: PathBuf },
     #[error("{path}: folder holds no .npy files")]
@@ -176,6 +178,11 @@ impl Source {
             }
             // A folder that is neither: let Run::open explain what is missing.
             Run::open(path)?;
+        }
+        if !path.exists() {
+            return Err(CompareError::NotFound {
+                path: path.to_path_buf(),
+            });
         }
         Err(CompareError::UnknownSource {
             path: path.to_path_buf(),

@@ -44,7 +44,7 @@ pub enum StimuliError {
         line: usize,
         id: String,
     },
-    #[error("{path}:{line}: stimulus {id:?} has empty text")]
+    #[error("{path}:{line}: stimulus {id:?} has empty text (or only whitespace); give it text or remove it")]
     EmptyText {
         path: PathBuf,
         line: usize,

@@ -290,6 +290,12 @@ fn compare_errors_name_the_value() {
     );
     assert!(!out.exists(), "no output after an invalid metric");
 
+    let absent = dir.path().join("absent-run");
+    let result = repatlas(&["compare", s(&absent), "--format", "jsonl"]);
+    assert_eq!(result.status.code(), Some(2));
+    let message = stderr(&result);
+    assert!(message.contains("absent-run: not found"), "{message}");
+
     let result = repatlas(&[
         "compare",
         s(&a),

@@ -233,6 +233,8 @@ fn bad_variants_are_rejected() {
     assert!(err.contains("0..=29"), "{err}");
     let err = "shuffle:9-3".parse::<VariantSet>().unwrap_err().to_string();
     assert!(err.contains("empty range"), "{err}");
+    let err = "swap:3,3".parse::<VariantSet>().unwrap_err().to_string();
+    assert!(err.contains("two different blocks"), "{err}");
 }
 
 #[test]

@@ -203,3 +203,22 @@ fn json_without_config_has_no_bos() {
         "the template still prepends <s>"
     );
 }
+
+#[test]
+fn truncation_keeps_closing_specials() {
+    // transformers cuts the text's tokens and adds the special tokens
+    // after, so BERT keeps [SEP] and the BPE model its BOS.
+    let fixture = fixture_json("truncated_ids.json");
+    let cases = fixture["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 36);
+    for case in cases {
+        let folder = case["folder"].as_str().unwrap();
+        let tokenizer = load(&format!("{folder}/tokenizer.json"));
+        let text = case["text"].as_str().unwrap();
+        let limit = case["limit"].as_u64().unwrap() as usize;
+        let (got, full) = tokenizer.encode_truncated(text, limit).unwrap();
+        let label = format!("{folder}, limit {limit}, {text:?}");
+        assert_eq!(got, ids(&case["input_ids"]), "{label}");
+        assert_eq!(full as u64, case["full_len"].as_u64().unwrap(), "{label}");
+    }
+}

@@ -127,17 +127,12 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     let mut n_truncated = 0;
     let mut tokens = Vec::with_capacity(stimuli.len());
     for s in &stimuli.stimuli {
-        let mut ids = tokenizer.encode(&s.text)?;
+        let (ids, full) = tokenizer.encode_truncated(&s.text, limit)?;
         if ids.is_empty() {
             return Err(CaptureError::EmptyTokens { id: s.id.clone() });
         }
-        if ids.len() > limit {
-            warn!(
-                "stimulus {:?}: {} tokens truncated to {limit}",
-                s.id,
-                ids.len()
-            );
-            ids.truncate(limit);
+        if full > limit {
+            warn!("stimulus {:?}: {full} tokens truncated to {limit}", s.id);
             n_truncated += 1;
         }
         tokens.push(ids);

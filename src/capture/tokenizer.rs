@@ -31,7 +31,9 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
 use serde::{Deserialize, Serialize};
-use tokenizers::{ModelWrapper, PreTokenizerWrapper, Tokenizer};
+use tokenizers::{
+    ModelWrapper, PostProcessor, PreTokenizerWrapper, Tokenizer, TruncationDirection,
+};
 
 pub use error::TokenizerError;
 
@@ -151,6 +153,37 @@ impl ModelTokenizer {
                 source,
             })?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes `text` into at most `limit` ids and returns them with the
+    /// length before truncation. As transformers does with `truncation=True`,
+    /// the text's tokens are cut and the special tokens added after, so a
+    /// BERT sequence keeps its closing `[SEP]`. A limit too small to hold
+    /// the special tokens cuts the whole sequence instead.
+    pub fn encode_truncated(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<(Vec<u32>, usize), TokenizerError> {
+        let fail = |source| TokenizerError::Encode {
+            preview: text.chars().take(60).collect(),
+            source,
+        };
+        let plain = self.inner.encode(text, false).map_err(fail)?;
+        let added = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        let full = plain.len() + added;
+        if full <= limit || limit <= added {
+            let mut ids = self.encode(text)?;
+            ids.truncate(limit);
+            return Ok((ids, full));
+        }
+        let mut cut = plain;
+        cut.truncate(limit - added, 0, TruncationDirection::Right);
+        let encoding = self.inner.post_process(cut, None, true).map_err(fail)?;
+        Ok((encoding.get_ids().to_vec(), full))
     }
 
     /// Returns whether `id` is a BOS, EOS, padding or other special token:

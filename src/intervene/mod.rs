@@ -254,8 +254,9 @@ impl Experiment {
         }
         let mut tokens = Vec::with_capacity(stimuli.len());
         for s in &stimuli.stimuli {
-            let mut ids = tokenizer.encode(&s.text).map_err(CaptureError::from)?;
-            ids.truncate(limit);
+            let (ids, _) = tokenizer
+                .encode_truncated(&s.text, limit)
+                .map_err(CaptureError::from)?;
             if ids.is_empty() {
                 return Err(CaptureError::EmptyTokens { id: s.id.clone() }.into());
             }

@@ -148,7 +148,11 @@ impl std::str::FromStr for VariantSet {
                 let (i, j) = pair
                     .split_once(',')
                     .ok_or_else(|| syntax("swap needs two blocks, i,j"))?;
-                Ok(Self::Swap(index(i)?, index(j)?))
+                let (i, j) = (index(i)?, index(j)?);
+                if i == j {
+                    return Err(syntax("swap needs two different blocks"));
+                }
+                Ok(Self::Swap(i, j))
             }
             ("skip", "each") => Ok(Self::SkipEach),
             ("skip", i) => Ok(Self::Skip(index(i)?)),

@@ -122,9 +122,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CaptureError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        // A half-written file would only hold on to disk space.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     std::fs::rename(&tmp, path).map_err(io)
 }
 
@@ -181,10 +187,17 @@ pub fn write_safetensors(
         ));
     }
     let tmp = tmp_path(path);
-    safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| CaptureError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    if let Err(e) = safetensors::serialize_to_file(views, metadata, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        let source = match e {
+            safetensors::SafeTensorError::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        };
+        return Err(CaptureError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
     std::fs::rename(&tmp, path).map_err(|source| CaptureError::Io {
         path: path.to_path_buf(),
         source,
@@ -196,9 +209,19 @@ pub fn write_safetensors(
 /// most one tensor is in memory at a time.
 pub struct StreamingWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// The open temporary file, taken by [`StreamingWriter::finish`]. A
+    /// writer dropped while it is still here deletes the file.
+    out: Option<BufWriter<File>>,
     names: Vec<String>,
     next: usize,
+}
+
+impl Drop for StreamingWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(tmp_path(&self.path));
+        }
+    }
 }
 
 impl StreamingWriter {
@@ -236,25 +259,22 @@ impl StreamingWriter {
             source,
         };
         let file = File::create(tmp_path(path)).map_err(io)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&(json.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        out.write_all(&json).map_err(io)?;
-        Ok(Self {
+        let mut writer = Self {
             path: path.to_path_buf(),
-            out,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
             names,
             next: 0,
-        })
+        };
+        writer.write_bytes(&(json.len() as u64).to_le_bytes())?;
+        writer.write_bytes(&json)?;
+        Ok(writer)
     }
 
     /// Writes the next f32 tensor's data; tensors must come in header order.
     pub fn write_f32(&mut self, name: &str, data: &[f32]) -> Result<(), CaptureError> {
         self.expect(name);
         for x in data {
-            self.out
-                .write_all(&x.to_le_bytes())
-                .map_err(|e| self.io(e))?;
+            self.write_bytes(&x.to_le_bytes())?;
         }
         Ok(())
     }
@@ -263,11 +283,17 @@ impl StreamingWriter {
     pub fn write_i64(&mut self, name: &str, data: &[i64]) -> Result<(), CaptureError> {
         self.expect(name);
         for x in data {
-            self.out
-                .write_all(&x.to_le_bytes())
-                .map_err(|e| self.io(e))?;
+            self.write_bytes(&x.to_le_bytes())?;
         }
         Ok(())
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
+        let out = self.out.as_mut().expect("writer not finished");
+        out.write_all(bytes).map_err(|source| CaptureError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn expect(&mut self, name: &str) {
@@ -279,23 +305,19 @@ impl StreamingWriter {
         self.next += 1;
     }
 
-    fn io(&self, source: std::io::Error) -> CaptureError {
-        CaptureError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     /// Flushes, syncs and renames the file into place.
-    pub fn finish(self) -> Result<(), CaptureError> {
+    pub fn finish(mut self) -> Result<(), CaptureError> {
         assert_eq!(self.next, self.names.len(), "not every tensor was written");
         let path = self.path.clone();
         let io = |source| CaptureError::Io {
             path: path.clone(),
             source,
         };
-        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
+        let out = self.out.as_mut().expect("writer not finished");
+        out.flush().map_err(io)?;
+        out.get_ref().sync_all().map_err(io)?;
+        // Only now does the file count as finished: drop leaves it alone.
+        self.out = None;
         std::fs::rename(tmp_path(&path), &path).map_err(io)
     }
 }
@@ -460,5 +482,33 @@ impl Run {
 
     pub fn tensor_names(&self) -> Result<Vec<String>, CaptureError> {
         self.activations.names()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_stream_deletes_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        let specs = [("x".to_string(), vec![2, 3]), ("y".to_string(), vec![1, 3])];
+        let mut writer = StreamingWriter::create(&path, &specs, &[]).unwrap();
+        writer.write_f32("x", &[0.0; 6]).unwrap();
+        assert!(tmp_path(&path).is_file());
+        drop(writer);
+        assert!(!tmp_path(&path).exists(), "the half-written file stayed");
+        assert!(!path.exists());
+
+        let mut writer = StreamingWriter::create(&path, &specs, &[]).unwrap();
+        writer.write_f32("x", &[1.0; 6]).unwrap();
+        writer.write_f32("y", &[2.0; 3]).unwrap();
+        writer.finish().unwrap();
+        assert!(!tmp_path(&path).exists());
+        let mapped = MappedSafetensors::open(&path).unwrap();
+        let (shape, data) = mapped.f32_data("y").unwrap();
+        assert_eq!(shape, vec![1, 3]);
+        assert_eq!(data, &[2.0; 3]);
     }
 }

@@ -474,7 +474,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
 
 fn run_intervene(args: InterveneArgs) -> Result<()> {
     args.input.check()?;
-    if args.out.is_dir() {
+    if args.out.is_dir() || args.out.as_os_str().to_string_lossy().ends_with('/') {
         bail!(
             "--out {} is a folder; name the parquet file to write, e.g. {}",
             args.out.display(),

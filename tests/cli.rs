@@ -493,6 +493,24 @@ fn capture_stopped_while_moving_into_place_finishes() {
             "{name}"
         );
     }
+
+    // A stop just after the move leaves the plan in the run. With
+    // --overwrite it can also leave the old run aside. The next capture of
+    // that --out deletes both.
+    std::fs::write(out.join("plan.json"), b"{}").unwrap();
+    let aside = dir.path().join("out.replaced-4242");
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::copy(full.join("manifest.json"), aside.join("manifest.json")).unwrap();
+    let result = capture(&model, &small_stimuli(), &out, &args);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("already exists"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.join("plan.json").exists());
+    assert!(!aside.exists());
+    assert!(out.join("manifest.json").is_file());
 }
 
 #[test]

@@ -367,7 +367,10 @@ fn journal_without_layout_resumes_padded() {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut header: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(header["padding"], "right");
-    header.as_object_mut().unwrap().remove("padding");
+    let recorded = header.clone();
+    for key in ["padding", "config_sha256", "tokens_sha256"] {
+        header.as_object_mut().unwrap().remove(key);
+    }
     let mut entry: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
     entry["measures"]["kl"] = serde_json::json!(77.0);
     lines[0] = header.to_string();
@@ -386,6 +389,19 @@ fn journal_without_layout_resumes_padded() {
     let err = intervene::run(&opts).unwrap_err().to_string();
     assert!(err.contains("--padding was right, now none"), "{err}");
 
+    // A journal that recorded other config or token hashes is rejected.
+    opts.padding = None;
+    for (key, named) in [
+        ("config_sha256", "model config"),
+        ("tokens_sha256", "token ids"),
+    ] {
+        let mut changed = recorded.clone();
+        changed[key] = serde_json::json!("0".repeat(64));
+        std::fs::write(&journal, format!("{changed}\n")).unwrap();
+        let err = intervene::run(&opts).unwrap_err().to_string();
+        assert!(err.contains(named), "{key}: {err}");
+    }
+
     // Packed and padded measures agree.
     opts.journal = None;
     let packed = intervene::run(&opts).unwrap();
@@ -399,4 +415,19 @@ fn journal_without_layout_resumes_padded() {
             b.value
         );
     }
+}
+
+#[test]
+fn single_token_stimuli_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.jsonl");
+    std::fs::write(
+        &path,
+        "{\"id\": \"a\", \"category\": \"c\", \"text\": \"a\"}\n",
+    )
+    .unwrap();
+    let mut opts = options(dir.path(), &["skip:3"]);
+    opts.stimuli = path;
+    let err = intervene::run(&opts).unwrap_err().to_string();
+    assert!(err.contains("single token"), "{err}");
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{plan_batches, pool, Batch, Padding, Pooled, Pooling};
 use super::decoder::{Hidden, Tap};
 use super::device::ComputeDevice;
-use super::model::load_model_on;
+use super::model::{load_model_on, LoadedModel};
 use super::rundir::{
     self, F32Tensor, I64Tensor, Manifest, MappedSafetensors, StimuliInfo, StreamingWriter,
 };
@@ -84,8 +84,8 @@ struct Plan {
     /// `tokenizer.json` or limit even when the batches come out the same.
     #[serde(default)]
     tokens_sha256: String,
-    /// sha256 of the parsed model config and tokenizer settings: a folder's
-    /// `config.json` can change while its weights stay the same.
+    /// sha256 of the parsed model config, tokenizer settings and special
+    /// ids: a folder's `config.json` can change while its weights do not.
     #[serde(default)]
     config_sha256: String,
 }
@@ -95,6 +95,7 @@ const PLAN: &str = "plan.json";
 /// Runs a capture and writes the run directory `opts.out`.
 pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     check_output(&opts.out, opts.overwrite)?;
+    finish_interrupted_move(&opts.out)?;
     if opts.out.exists() && !opts.overwrite {
         return Err(CaptureError::OutputExists {
             path: opts.out.clone(),
@@ -110,13 +111,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     info!("running on {}", opts.device);
     let model = load_model_on(&opts.model, opts.weight_mode, opts.offline, false, &device)?;
     let tokenizer = &model.tokenizer;
-    let model_sha256 = model
-        .source
-        .files
-        .iter()
-        .map(|f| f.sha256.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (model_sha256, config_sha256) = model_hashes(&model);
     debug!("model {} sha256 {model_sha256}", model.source.path);
 
     // Tokenize everything first: lengths decide the batches.
@@ -167,9 +162,7 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
         batches: batches.clone(),
         max_tokens: limit,
         tokens_sha256: tokens_sha256(&tokens),
-        config_sha256: hex_sha256(
-            &serde_json::to_vec(&(&model.config, tokenizer.settings())).expect("config serialises"),
-        ),
+        config_sha256,
     };
     let partial = partial_dir(&opts.out);
     let resumed = prepare_partial(&partial, &plan)?;
@@ -425,8 +418,27 @@ fn prepare_partial(partial: &Path, plan: &Plan) -> Result<usize, CaptureError> {
     Ok(0)
 }
 
+/// Returns the sha256 of the weight files (comma-joined, one per file) and
+/// the sha256 of the parsed config, tokenizer settings and special ids.
+pub(crate) fn model_hashes(model: &LoadedModel) -> (String, String) {
+    let files = model
+        .source
+        .files
+        .iter()
+        .map(|f| f.sha256.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let config = (
+        &model.config,
+        model.tokenizer.settings(),
+        model.tokenizer.special_ids_sorted(),
+    );
+    let config = hex_sha256(&serde_json::to_vec(&config).expect("config serialises"));
+    (files, config)
+}
+
 /// sha256 over the token ids of every stimulus, each prefixed by its length.
-fn tokens_sha256(tokens: &[Vec<u32>]) -> String {
+pub(crate) fn tokens_sha256(tokens: &[Vec<u32>]) -> String {
     let mut h = Sha256::new();
     for ids in tokens {
         h.update((ids.len() as u64).to_le_bytes());
@@ -460,15 +472,22 @@ fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     if old.taps != new.taps {
         diffs.push("taps".to_string());
     }
+    if old.max_tokens == 0 {
+        return "written by an older repatlas that did not record the token limit, so \
+                it cannot be checked; delete the folder to start afresh"
+            .to_string();
+    }
+    let tokens_changed = old.tokens_sha256 != new.tokens_sha256;
     if old.max_tokens != new.max_tokens {
         diffs.push(format!(
             "token limit (--max-tokens capped by the context) was {}, now {}",
             old.max_tokens, new.max_tokens
         ));
-    } else if old.tokens_sha256 != new.tokens_sha256 {
+    } else if tokens_changed {
         diffs.push("token ids (tokenizer.json)".to_string());
     }
-    if old.batches != new.batches {
+    // New token lengths move the batches as well; name only the cause.
+    if old.batches != new.batches && !tokens_changed {
         diffs.push(format!(
             "batch plan was {} batches, now {} (--batch-tokens, --batch-rows)",
             old.batches.len(),
@@ -649,16 +668,65 @@ fn write_stimuli_table(
         ],
     )
     .map_err(err)?;
-    let tmp = rundir::tmp_path(path);
-    let file = fs::File::create(&tmp).map_err(|source| CaptureError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    ParquetWriter::new(file).finish(&mut df).map_err(err)?;
-    fs::rename(&tmp, path).map_err(|source| CaptureError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    // One row per stimulus: encoded in memory, then written atomically.
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .finish(&mut df)
+        .map_err(err)?;
+    rundir::write_atomic(path, &bytes)
+}
+
+/// Completes a `finalize` that was stopped after the run reached `out`: the
+/// plan still in it goes, and so do old runs it was replacing.
+fn finish_interrupted_move(out: &Path) -> Result<(), CaptureError> {
+    let stray = out.join(PLAN);
+    if out.join(rundir::MANIFEST).is_file() && stray.is_file() {
+        info!(
+            "removing {} left by an interrupted capture",
+            stray.display()
+        );
+        fs::remove_file(&stray).map_err(|source| CaptureError::Io {
+            path: stray.clone(),
+            source,
+        })?;
+        remove_replaced(out)?;
+    }
+    Ok(())
+}
+
+/// Deletes `<out>.replaced-<pid>` folders: complete old runs that a finished
+/// `--overwrite` capture had moved aside.
+fn remove_replaced(out: &Path) -> Result<(), CaptureError> {
+    let Some(name) = out.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let prefix = format!("{name}.replaced-");
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file_name = entry.file_name();
+        let is_replaced = file_name.to_str().is_some_and(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        let path = entry.path();
+        if is_replaced && path.join(rundir::MANIFEST).is_file() {
+            info!(
+                "removing {}, the run that --overwrite replaced",
+                path.display()
+            );
+            fs::remove_dir_all(&path).map_err(|source| CaptureError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes the chunks and moves the finished folder into place.
@@ -685,7 +753,9 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
     } else {
         fs::rename(partial, out).map_err(|e| io(out, e))?;
     }
-    fs::remove_file(out.join(PLAN)).map_err(|e| io(out, e))
+    fs::remove_file(out.join(PLAN)).map_err(|e| io(out, e))?;
+    // Old runs left aside by an earlier stop in this step.
+    remove_replaced(out)
 }
 
 /// Creates a progress bar on stderr, hidden unless `enabled`. `template`

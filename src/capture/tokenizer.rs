@@ -210,6 +210,13 @@ impl ModelTokenizer {
         self.settings.add_bos
     }
 
+    /// Returns the ids counted as special, in ascending order.
+    pub fn special_ids_sorted(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.special_ids.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Returns the settings the tokenizer was built with.
     pub fn settings(&self) -> TokenizerSettings {
         self.settings.clone()

@@ -83,16 +83,14 @@ pub fn write_parquet(rows: &[InterventionRow], path: &Path) -> Result<(), Interv
         ),
     ];
     let mut df = DataFrame::new(rows.len(), columns).map_err(err)?;
-    let tmp = crate::capture::rundir::tmp_path(path);
-    let file = std::fs::File::create(&tmp).map_err(|e| InterventionError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    ParquetWriter::new(file).finish(&mut df).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| InterventionError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    // Encoded in memory (a few rows per variant), so that a failed write
+    // reports the disk's own error and leaves no temporary file.
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .finish(&mut df)
+        .map_err(err)?;
+    crate::capture::rundir::write_atomic(path, &bytes)?;
+    Ok(())
 }
 
 /// Reads a parquet file written by [`write_parquet`].

@@ -41,6 +41,7 @@ use crate::capture::decoder::{Decoder, Prepared};
 use crate::capture::device::ComputeDevice;
 use crate::capture::model::{load_model_on, Network};
 use crate::capture::run::progress_bar;
+use crate::capture::run::{model_hashes, tokens_sha256};
 use crate::capture::rundir::write_atomic;
 use crate::capture::source::ModelSpec;
 use crate::capture::weights::WeightMode;
@@ -72,6 +73,11 @@ pub enum InterventionError {
     Write { path: PathBuf, message: String },
     #[error("journal {path} {message}")]
     Journal { path: PathBuf, message: String },
+    #[error("journal {path}: {source}")]
+    JournalIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl From<candle_core::Error> for InterventionError {
@@ -219,20 +225,7 @@ impl Experiment {
             .clone()
             .unwrap_or_else(|| loaded.default_name.clone());
         let padding = resolve_padding(opts)?;
-        let fingerprint = Fingerprint {
-            model_sha256: loaded
-                .source
-                .files
-                .iter()
-                .map(|f| f.sha256.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            stimuli_set_sha256: stimuli.set_sha256(),
-            weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
-            max_tokens: opts.max_tokens,
-            max_batch_tokens: opts.max_batch_tokens,
-            padding: padding_name(padding),
-        };
+        let (model_sha256, config_sha256) = model_hashes(&loaded);
         let tokenizer = loaded.tokenizer;
         let decoder = match loaded.network {
             Network::Decoder(d) => d,
@@ -262,6 +255,23 @@ impl Experiment {
             }
             tokens.push(ids);
         }
+        if tokens.iter().all(|ids| ids.len() < 2) {
+            return Err(InterventionError::Setting(
+                "every stimulus has a single token, so there is no next token to predict; \
+                 give longer texts"
+                    .into(),
+            ));
+        }
+        let fingerprint = Fingerprint {
+            model_sha256,
+            config_sha256,
+            stimuli_set_sha256: stimuli.set_sha256(),
+            tokens_sha256: tokens_sha256(&tokens),
+            weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
+            max_tokens: limit,
+            max_batch_tokens: opts.max_batch_tokens,
+            padding: padding_name(padding),
+        };
         let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
         let pad = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
         let mut experiment = Self {
@@ -486,7 +496,14 @@ impl Experiment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Fingerprint {
     model_sha256: String,
+    /// sha256 of the parsed config, tokenizer settings and special ids;
+    /// empty in journals written before it was recorded.
+    #[serde(default)]
+    config_sha256: String,
     stimuli_set_sha256: String,
+    /// sha256 of every stimulus's token ids; empty in older journals.
+    #[serde(default)]
+    tokens_sha256: String,
     weight_mode: String,
     max_tokens: usize,
     max_batch_tokens: usize,
@@ -546,14 +563,37 @@ fn resolve_padding(opts: &InterventionOptions) -> Result<Padding, InterventionEr
     }
 }
 
+impl Fingerprint {
+    /// Returns whether a journal with fingerprint `self` can resume under
+    /// `now`. Hashes an older journal did not record are not compared.
+    fn admits(&self, now: &Fingerprint) -> bool {
+        let same_or_unrecorded = |was: &str, is: &str| was.is_empty() || was == is;
+        same_or_unrecorded(&self.config_sha256, &now.config_sha256)
+            && same_or_unrecorded(&self.tokens_sha256, &now.tokens_sha256)
+            && Fingerprint {
+                config_sha256: now.config_sha256.clone(),
+                tokens_sha256: now.tokens_sha256.clone(),
+                ..self.clone()
+            } == *now
+    }
+}
+
 /// Names each setting that differs between a journal and this run.
 fn describe_fingerprint_change(old: &Fingerprint, new: &Fingerprint) -> String {
     let mut diffs = Vec::new();
     if old.model_sha256 != new.model_sha256 {
         diffs.push("model file".to_string());
     }
+    if !old.config_sha256.is_empty() && old.config_sha256 != new.config_sha256 {
+        diffs.push("model config or tokenizer settings".to_string());
+    }
     if old.stimuli_set_sha256 != new.stimuli_set_sha256 {
         diffs.push("stimuli".to_string());
+    } else if old.max_tokens == new.max_tokens
+        && !old.tokens_sha256.is_empty()
+        && old.tokens_sha256 != new.tokens_sha256
+    {
+        diffs.push("token ids (tokenizer.json)".to_string());
     }
     for (name, was, now) in [
         ("weights", &old.weight_mode, &new.weight_mode),
@@ -599,23 +639,23 @@ impl Journal {
             path: path.to_path_buf(),
             message,
         };
+        let io = |source| InterventionError::JournalIo {
+            path: path.to_path_buf(),
+            source,
+        };
         let header = serde_json::to_string(fingerprint).expect("fingerprint serialises");
         let mut done = HashMap::new();
         let mut lines_out = vec![header.clone()];
         if path.exists() {
-            let reader = BufReader::new(File::open(path).map_err(|e| fail(e.to_string()))?);
+            let reader = BufReader::new(File::open(path).map_err(io)?);
             let mut lines = reader.lines();
-            let first = lines
-                .next()
-                .transpose()
-                .map_err(|e| fail(e.to_string()))?
-                .unwrap_or_default();
+            let first = lines.next().transpose().map_err(io)?.unwrap_or_default();
             let theirs: Fingerprint = serde_json::from_str(&first).map_err(|e| {
                 fail(format!(
                     "has an unreadable first line ({e}); delete it to start afresh"
                 ))
             })?;
-            if theirs != *fingerprint {
+            if !theirs.admits(fingerprint) {
                 return Err(fail(format!(
                     "was written by a run with other settings ({}); rerun with those \
                      settings to resume it, or delete it to start afresh",
@@ -623,7 +663,7 @@ impl Journal {
                 )));
             }
             for line in lines {
-                let line = line.map_err(|e| fail(e.to_string()))?;
+                let line = line.map_err(io)?;
                 match serde_json::from_str::<JournalEntry>(&line) {
                     Ok(entry) => {
                         done.insert(entry.variant, entry.measures);
@@ -640,11 +680,8 @@ impl Journal {
         }
         let mut text = lines_out.join("\n");
         text.push('\n');
-        write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| fail(e.to_string()))?;
+        write_atomic(path, text.as_bytes())?;
+        let file = OpenOptions::new().append(true).open(path).map_err(io)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -662,9 +699,9 @@ impl Journal {
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.flush())
-            .map_err(|e| InterventionError::Journal {
+            .map_err(|source| InterventionError::JournalIo {
                 path: self.path.clone(),
-                message: e.to_string(),
+                source,
             })?;
         self.done.insert(key, measures);
         Ok(())
@@ -677,10 +714,7 @@ pub fn remove_journal(out: &Path) -> Result<(), InterventionError> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(InterventionError::Journal {
-            path,
-            message: e.to_string(),
-        }),
+        Err(source) => Err(InterventionError::JournalIo { path, source }),
     }
 }
 

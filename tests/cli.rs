@@ -429,8 +429,8 @@ fn resume_keeps_the_recorded_padding() {
 
 #[test]
 fn resume_rejects_other_token_limit() {
-    // Every stimulus is cut, so both limits give the same batches: only the
-    // recorded limit tells the runs apart.
+    // Every stimulus is cut, so both limits give the same batches. Only the
+    // recorded limit distinguishes the two runs.
     let dir = tempfile::tempdir().unwrap();
     let model = common::require_model(common::SMOLLM2);
     let out = dir.path().join("run");
@@ -457,7 +457,7 @@ fn resume_rejects_other_token_limit() {
 }
 
 #[test]
-fn capture_stopped_while_moving_into_place_finishes() {
+fn interrupted_final_move_finishes() {
     // The state a kill inside the last step leaves: the run is assembled in
     // the partial folder, its chunks are gone and its plan is still there.
     let dir = tempfile::tempdir().unwrap();

@@ -353,8 +353,8 @@ fn rejected_variants_leave_no_journal() {
 
 #[test]
 fn journal_without_layout_resumes_padded() {
-    // Journals written before packing carry no layout; those versions padded
-    // on the right, and without --padding such a journal resumes that way.
+    // Journals written before packing record no layout. Those versions
+    // padded on the right, and a rerun without --padding resumes that way.
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), &["skip:3"]);
     opts.limit = Some(2);

@@ -34,6 +34,22 @@ impl Padding {
     pub fn is_packed(self) -> bool {
         self == Self::None
     }
+
+    /// Returns the name used on the command line and in run files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Right => "right",
+            Self::None => "none",
+        }
+    }
+
+    /// Parses a name written by [`Padding::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Left, Self::Right, Self::None]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
 }
 
 /// Rule that turns token vectors into a stimulus's representation.

@@ -30,6 +30,37 @@ impl ComputeDevice {
         }
     }
 
+    /// Chooses the batch layout of a run: `requested` when given, else the
+    /// layout an unfinished run recorded at `recorded` (so that it resumes,
+    /// when this device runs it), else [`ComputeDevice::default_padding`].
+    pub fn choose_padding(
+        self,
+        requested: Option<Padding>,
+        recorded: Option<(Padding, &std::path::Path)>,
+    ) -> Result<Padding, CaptureError> {
+        let runs_here = |padding: Padding| !padding.is_packed() || self == Self::Cpu;
+        if let Some(padding) = requested {
+            if !runs_here(padding) {
+                return Err(CaptureError::Device(format!(
+                    "--padding none (packed batches) runs on the CPU only; with --device \
+                     {self} use --padding right, or leave --padding out"
+                )));
+            }
+            return Ok(padding);
+        }
+        match recorded {
+            Some((padding, path)) if runs_here(padding) => {
+                log::info!(
+                    "padding {} as recorded in {}, to resume that run",
+                    padding.name(),
+                    path.display()
+                );
+                Ok(padding)
+            }
+            _ => Ok(self.default_padding()),
+        }
+    }
+
     /// Opens the device. A CUDA device in a build without the `cuda`
     /// feature is an error that names the build command.
     pub fn open(self) -> Result<Device, CaptureError> {

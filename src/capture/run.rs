@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
@@ -282,37 +281,16 @@ pub fn capture(opts: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
     })
 }
 
-/// Returns the batch layout of a capture: the requested one, or else the one
-/// that an unfinished run in the working folder recorded, or else the
-/// device's default. Packed batches need the CPU.
+/// Returns the batch layout of a capture, taking the one recorded in the
+/// plan of an unfinished run of the same output when none is requested.
 fn resolve_padding(opts: &CaptureOptions) -> Result<Padding, CaptureError> {
-    let packed_on_gpu = |padding: Padding| padding.is_packed() && opts.device != ComputeDevice::Cpu;
-    if let Some(padding) = opts.padding {
-        if packed_on_gpu(padding) {
-            return Err(CaptureError::Device(format!(
-                "--padding none (packed batches) runs on the CPU only; with --device {} \
-                 use --padding right, or leave --padding out",
-                opts.device
-            )));
-        }
-        return Ok(padding);
-    }
     let plan_path = partial_dir(&opts.out).join(PLAN);
     let recorded = fs::read(&plan_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Plan>(&bytes).ok())
-        .and_then(|plan| Padding::from_str(&plan.padding, false).ok());
-    match recorded {
-        Some(padding) if !packed_on_gpu(padding) => {
-            info!(
-                "padding {} as recorded in {}, to resume that run",
-                enum_name(&padding),
-                plan_path.display()
-            );
-            Ok(padding)
-        }
-        _ => Ok(opts.device.default_padding()),
-    }
+        .and_then(|plan| Padding::from_name(&plan.padding));
+    opts.device
+        .choose_padding(opts.padding, recorded.map(|p| (p, plan_path.as_path())))
 }
 
 fn enum_name<T: Serialize>(value: &T) -> String {
@@ -451,6 +429,11 @@ pub(crate) fn tokens_sha256(tokens: &[Vec<u32>]) -> String {
 
 fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     let mut diffs = Vec::new();
+    if old.max_tokens == 0 {
+        return "written by an older repatlas that did not record the token limit, so \
+                it cannot be checked; delete the folder to start afresh"
+            .to_string();
+    }
     if old.model_sha256 != new.model_sha256 {
         diffs.push("model file".to_string());
     }
@@ -471,11 +454,6 @@ fn describe_plan_change(old: &Plan, new: &Plan) -> String {
     }
     if old.taps != new.taps {
         diffs.push("taps".to_string());
-    }
-    if old.max_tokens == 0 {
-        return "written by an older repatlas that did not record the token limit, so \
-                it cannot be checked; delete the folder to start afresh"
-            .to_string();
     }
     let tokens_changed = old.tokens_sha256 != new.tokens_sha256;
     if old.max_tokens != new.max_tokens {
@@ -676,8 +654,8 @@ fn write_stimuli_table(
     rundir::write_atomic(path, &bytes)
 }
 
-/// Completes a `finalize` that was stopped after the run reached `out`: the
-/// plan still in it goes, and so do old runs it was replacing.
+/// Completes a `finalize` that stopped after the run reached `out`: deletes
+/// the plan left in the run and the old runs it was replacing.
 fn finish_interrupted_move(out: &Path) -> Result<(), CaptureError> {
     let stray = out.join(PLAN);
     if out.join(rundir::MANIFEST).is_file() && stray.is_file() {
@@ -735,8 +713,8 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
         path: path.to_path_buf(),
         source,
     };
-    // The plan leaves last, from the finished run, so that a capture stopped
-    // at any step here resumes (see `capture`) instead of starting over.
+    // The plan is deleted last, from the finished run, so rerunning a capture
+    // stopped at any step here finishes it (see `capture`).
     match fs::remove_dir_all(partial.join("chunks")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(partial, e)),
         _ => {}
@@ -754,7 +732,7 @@ fn finalize(partial: &Path, out: &Path) -> Result<(), CaptureError> {
         fs::rename(partial, out).map_err(|e| io(out, e))?;
     }
     fs::remove_file(out.join(PLAN)).map_err(|e| io(out, e))?;
-    // Old runs left aside by an earlier stop in this step.
+    // Delete old runs that an earlier stop in this step left aside.
     remove_replaced(out)
 }
 

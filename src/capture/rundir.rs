@@ -127,7 +127,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CaptureError> {
         file.sync_all()
     });
     if let Err(e) = written {
-        // A half-written file would only hold on to disk space.
+        // Delete the half-written file, which would only take disk space.
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }

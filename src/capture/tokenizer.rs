@@ -156,10 +156,10 @@ impl ModelTokenizer {
     }
 
     /// Encodes `text` into at most `limit` ids and returns them with the
-    /// length before truncation. As transformers does with `truncation=True`,
-    /// the text's tokens are cut and the special tokens added after, so a
-    /// BERT sequence keeps its closing `[SEP]`. A limit too small to hold
-    /// the special tokens cuts the whole sequence instead.
+    /// untruncated length. Like transformers' `truncation=True`, it cuts the
+    /// text's tokens and then adds the special tokens, so BERT keeps its
+    /// closing `[SEP]`. A limit below the special-token count cuts the whole
+    /// sequence instead.
     pub fn encode_truncated(
         &self,
         text: &str,

@@ -34,8 +34,6 @@ pub use io::{read_parquet, write_parquet};
 use variant::distinct_shuffles;
 pub use variant::{Variant, VariantError, VariantSet};
 
-use clap::ValueEnum;
-
 use crate::capture::batch::{plan_batches, Batch, Padding};
 use crate::capture::decoder::{Decoder, Prepared};
 use crate::capture::device::ComputeDevice;
@@ -270,7 +268,7 @@ impl Experiment {
             weight_mode: format!("{:?}", opts.weight_mode).to_lowercase(),
             max_tokens: limit,
             max_batch_tokens: opts.max_batch_tokens,
-            padding: padding_name(padding),
+            padding: padding.name().to_string(),
         };
         let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
         let pad = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
@@ -496,12 +494,12 @@ impl Experiment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Fingerprint {
     model_sha256: String,
-    /// sha256 of the parsed config, tokenizer settings and special ids;
-    /// empty in journals written before it was recorded.
+    /// sha256 of the parsed config, tokenizer settings and special ids.
+    /// Empty in journals written before it was recorded.
     #[serde(default)]
     config_sha256: String,
     stimuli_set_sha256: String,
-    /// sha256 of every stimulus's token ids; empty in older journals.
+    /// sha256 of every stimulus's token ids. Empty in older journals.
     #[serde(default)]
     tokens_sha256: String,
     weight_mode: String,
@@ -514,14 +512,7 @@ struct Fingerprint {
 }
 
 fn right_padding() -> String {
-    padding_name(Padding::Right)
-}
-
-fn padding_name(padding: Padding) -> String {
-    serde_json::to_value(padding)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    Padding::Right.name().to_string()
 }
 
 /// Reads the fingerprint on the journal's first line, when it is readable.
@@ -531,36 +522,14 @@ fn journal_fingerprint(path: &Path) -> Option<Fingerprint> {
     serde_json::from_str(&first).ok()
 }
 
-/// Chooses the batch layout: `--padding` when given, else the one an
-/// unfinished run's journal recorded (when the device can run it), else the
-/// device's fastest.
+/// Returns the batch layout of a run, taking the one recorded in the journal
+/// of an unfinished run when none is requested.
 fn resolve_padding(opts: &InterventionOptions) -> Result<Padding, InterventionError> {
-    let runs_here = |p: Padding| !p.is_packed() || opts.device == ComputeDevice::Cpu;
-    if let Some(padding) = opts.padding {
-        if !runs_here(padding) {
-            return Err(InterventionError::Setting(format!(
-                "--padding none (packed batches) runs on the CPU only; with --device {} \
-                 use --padding right, or leave --padding out",
-                opts.device
-            )));
-        }
-        return Ok(padding);
-    }
-    let recorded = opts
-        .journal
-        .as_deref()
-        .and_then(journal_fingerprint)
-        .and_then(|f| Padding::from_str(&f.padding, false).ok());
-    match recorded {
-        Some(padding) if runs_here(padding) => {
-            info!(
-                "padding {} as recorded in the journal, to resume that run",
-                padding_name(padding)
-            );
-            Ok(padding)
-        }
-        _ => Ok(opts.device.default_padding()),
-    }
+    let recorded = opts.journal.as_deref().and_then(|path| {
+        let padding = Padding::from_name(&journal_fingerprint(path)?.padding)?;
+        Some((padding, path))
+    });
+    Ok(opts.device.choose_padding(opts.padding, recorded)?)
 }
 
 impl Fingerprint {
